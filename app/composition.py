@@ -1,0 +1,97 @@
+"""One WSGI application from the services the settings name.
+
+    application = create_application()      # /user, /order, /payment and the root app
+    host = DispatcherMiddleware(host, {"/api": application})   # embeds under any prefix
+
+Each service is resolved by convention (``<name>_service:create_app``) or as written
+(``name=module:factory``), so the platform never imports a service package.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
+
+from flask import Flask, Response, request
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
+
+from app import __version__
+from app.errors import ServiceUnavailable
+from app.platform import init_web, platform_of
+from app.responses import ok
+from app.settings import ConfigError, ServiceSpec, Settings
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
+
+
+class Application(DispatcherMiddleware):
+    """The composed WSGI app; ``services`` maps each mounted name to its Flask app."""
+
+    def __init__(self, root: Flask, services: Mapping[str, WSGIApplication]):
+        super().__init__(root, {f"/{name}": service for name, service in services.items()})
+        self.root = root
+        self.services = dict(services)
+
+    def dispose(self) -> None:
+        """Close every service's database connections."""
+        for service in self.services.values():
+            platform = platform_of(service)
+            if platform is not None:
+                platform.database.dispose()
+
+
+def load_factory(spec: ServiceSpec) -> Callable[[Settings], WSGIApplication]:
+    module_name, _, attribute = spec.target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        raise ConfigError(
+            f"service {spec.name!r}: cannot import {module_name!r} ({error})"
+        ) from None
+    try:
+        return getattr(module, attribute)
+    except AttributeError:
+        raise ConfigError(f"service {spec.name!r}: {module_name!r} has no {attribute!r}") from None
+
+
+def create_root_app(services: Mapping[str, WSGIApplication]) -> Flask:
+    """``/``, ``/healthz`` and ``/readyz``; paths outside every service get the JSON 404."""
+    root = Flask(__name__)
+    init_web(root)
+
+    @root.get("/")
+    def index() -> Response:
+        prefix = request.script_root
+        return ok(
+            {
+                "services": {name: f"{prefix}/{name}" for name in services},
+                "version": __version__,
+            }
+        )
+
+    @root.get("/healthz")
+    def healthz() -> Response:
+        return ok({"status": "alive"})
+
+    @root.get("/readyz")
+    def readyz() -> Response:
+        states = {
+            name: "ok" if platform is None or platform.database.reachable() else "unreachable"
+            for name, platform in ((name, platform_of(app)) for name, app in services.items())
+        }
+        failing = [name for name, state in states.items() if state != "ok"]
+        if failing:
+            raise ServiceUnavailable(
+                f"database unreachable: {', '.join(failing)}", extra={"services": states}
+            )
+        return ok({"status": "ready", "services": states})
+
+    return root
+
+
+def create_application(settings: Settings | None = None) -> Application:
+    settings = settings or Settings.from_env()
+    services = {spec.name: load_factory(spec)(settings) for spec in settings.services}
+    return Application(create_root_app(services), services)

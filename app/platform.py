@@ -1,0 +1,98 @@
+"""What every microshop Flask app gets from the platform, wired in one call.
+
+    app = Flask(__name__)
+    platform = init_service(app, settings, service="user", metadata=Base.metadata)
+    with unit_of_work() as session:         # in a request: this service's database
+        ...
+
+``init_web`` is the part without a database (the composition's root app uses it):
+the JSON envelope on every error path, 64 KiB bodies, ``X-Request-ID``, and paths that
+match with or without a trailing slash instead of redirecting to an HTML page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from flask import Flask, Response, current_app
+from sqlalchemy import MetaData
+from sqlalchemy.orm import Session
+
+from app.database import Database
+from app.errors import ServiceUnavailable, register_error_handlers
+from app.request_id import init_request_id
+from app.responses import ok
+from app.settings import Settings
+
+MAX_BODY_BYTES = 64 * 1024
+EXTENSION = "microshop"
+
+
+@dataclass
+class Platform:
+    """A service's platform parts, kept in ``app.extensions["microshop"]``."""
+
+    service: str
+    settings: Settings
+    database: Database
+
+
+def init_web(app: Flask) -> None:
+    app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, PROPAGATE_EXCEPTIONS=False)
+    app.url_map.strict_slashes = False
+    app.url_map.merge_slashes = False
+    init_request_id(app)
+    register_error_handlers(app)
+
+
+def init_service(
+    app: Flask,
+    settings: Settings,
+    *,
+    service: str,
+    metadata: MetaData,
+    synchronous: str = "NORMAL",
+) -> Platform:
+    """Wire a service app: web basics, its database, ``/healthz`` and ``/readyz``.
+
+    Outside production the schema is created at start-up, so ``make run`` needs nothing
+    else; production leaves the schema to the operator (``microshop init-db``).
+    """
+    init_web(app)
+    database = Database.connect(settings.database_url(service), metadata, synchronous=synchronous)
+    platform = Platform(service, settings, database)
+    app.extensions[EXTENSION] = platform
+    if not settings.is_production:
+        database.create_schema()
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return ok({"status": "alive", "service": service})
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        if not database.reachable():
+            raise ServiceUnavailable(
+                f"{service} database unreachable", extra={"services": {service: "unreachable"}}
+            )
+        return ok({"status": "ready", "services": {service: "ok"}})
+
+    return platform
+
+
+def platform_of(app: object) -> Platform | None:
+    """The platform parts of a mounted app; None for a WSGI app not built on the platform."""
+    return getattr(app, "extensions", {}).get(EXTENSION)
+
+
+def current_platform() -> Platform:
+    return current_app.extensions[EXTENSION]
+
+
+@contextmanager
+def unit_of_work() -> Iterator[Session]:
+    """One transaction on the current service's database."""
+    with current_platform().database.unit_of_work() as session:
+        yield session

@@ -1,0 +1,30 @@
+"""``X-Request-ID`` in and out: the caller's value when it is sane, else a fresh one.
+
+init_request_id(app)
+g.request_id                            # for logs and calls to other services
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from flask import Flask, Response, g, request
+
+HEADER = "X-Request-ID"
+_ACCEPTABLE = re.compile(r"^[\x20-\x7e]{1,128}$")
+
+
+def _incoming() -> None:
+    given = request.headers.get(HEADER, "")
+    g.request_id = given if _ACCEPTABLE.match(given) else uuid.uuid4().hex
+
+
+def _outgoing(response: Response) -> Response:
+    response.headers[HEADER] = g.get("request_id") or uuid.uuid4().hex
+    return response
+
+
+def init_request_id(app: Flask) -> None:
+    app.before_request(_incoming)
+    app.after_request(_outgoing)

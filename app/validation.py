@@ -1,0 +1,88 @@
+"""Request bodies parsed into pydantic models, with the envelope's 400 and 422 on bad input.
+
+    class NewUser(RequestModel):
+        username: text(min_length=3, max_length=32, pattern=r"^[a-z]+$")
+
+    form = parse(NewUser)                   # 400 invalid_json / 422 naming each bad field
+
+Request models forbid unknown fields, so nothing a client sends is silently ignored.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, TypeVar
+
+from flask import request
+from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
+from pydantic import ValidationError as PydanticValidationError
+
+from app.errors import InvalidJson, ValidationFailed
+
+Model = TypeVar("Model", bound="RequestModel")
+
+
+def _encodable(value: str) -> str:
+    """Refuse what cannot be stored or hashed as UTF-8 text: NUL and lone surrogates."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text") from None
+    return value
+
+
+def text(*, min_length: int = 0, max_length: int, pattern: str | None = None) -> Any:
+    """A string field, bounded, and safe to store in any database and to hash."""
+    constraints = StringConstraints(min_length=min_length, max_length=max_length, pattern=pattern)
+    return Annotated[str, constraints, AfterValidator(_encodable)]
+
+
+class RequestModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+_MESSAGES = {
+    "missing": "is required",
+    "extra_forbidden": "is not a field of this request",
+}
+
+
+def field_errors(error: PydanticValidationError) -> dict[str, str]:
+    """One message per offending field, keyed by its dotted path."""
+    fields: dict[str, str] = {}
+    for item in error.errors(include_url=False, include_input=False):
+        name = ".".join(str(part) for part in item["loc"]) or "body"
+        message = _MESSAGES.get(item["type"]) or item["msg"].removeprefix("Value error, ")
+        fields.setdefault(name, message)
+    return fields
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def read_json_object(*, optional: bool = False) -> dict[str, Any]:
+    """The body as a JSON object; an empty body counts as ``{}`` when ``optional``."""
+    raw = request.get_data(cache=True)
+    if not raw.strip() and optional:
+        return {}
+    try:
+        body = json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        raise InvalidJson() from None
+    if not isinstance(body, dict):
+        raise InvalidJson()
+    return body
+
+
+def validate(model: type[Model], data: dict[str, Any]) -> Model:
+    try:
+        return model.model_validate(data)
+    except PydanticValidationError as error:
+        raise ValidationFailed(field_errors(error)) from None
+
+
+def parse(model: type[Model], *, optional: bool = False) -> Model:
+    return validate(model, read_json_object(optional=optional))

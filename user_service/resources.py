@@ -1,0 +1,124 @@
+"""The user service's HTTP resources: parse, apply the rule, answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response
+from flask_jwt_extended import decode_token, get_jwt
+from flask_restful import Resource
+from jwt import PyJWTError
+
+from app.auth import (
+    access_required,
+    current_caller,
+    issue_access_token,
+    issue_refresh_token,
+    refresh_required,
+)
+from app.errors import ValidationFailed
+from app.platform import current_platform, unit_of_work
+from app.responses import created, ok
+from app.validation import parse
+from user_service import service
+from user_service.models import User
+from user_service.schemas import (
+    AccessToken,
+    Credentials,
+    Logout,
+    PasswordChange,
+    Registration,
+    TokenPair,
+    UserOut,
+)
+
+
+def _access_token(user: User) -> AccessToken:
+    token = issue_access_token(user.id, user.role, {"ver": user.token_version})
+    ttl = current_platform().settings.access_token_ttl
+    return AccessToken(token=token, access_token=token, expires_in=ttl)
+
+
+class Registrations(Resource):
+    def post(self) -> Response:
+        """Create an account."""
+        form = parse(Registration)
+        with unit_of_work() as session:
+            user = service.register(session, form)
+        return created(UserOut.model_validate(user), "registered")
+
+
+class Logins(Resource):
+    def post(self) -> Response:
+        """Exchange a username and password for an access and a refresh token."""
+        form = parse(Credentials)
+        with unit_of_work() as session:
+            user = service.authenticate(session, form)
+            access = _access_token(user)
+            refresh = issue_refresh_token(user.id, user.role, {"ver": user.token_version})
+        return ok(TokenPair(**access.model_dump(), refresh_token=refresh), "logged in")
+
+
+class Refreshes(Resource):
+    method_decorators = [refresh_required]
+
+    def post(self) -> Response:
+        """Exchange a refresh token for a new access token."""
+        with unit_of_work() as session:
+            user = service.get_user(session, current_caller().id)
+            return ok(_access_token(user), "refreshed")
+
+
+def _refresh_claims(token: str, user_id: int) -> dict[str, Any]:
+    """The claims of one of this user's refresh tokens; expired ones may still be revoked."""
+    try:
+        claims = decode_token(token, allow_expired=True)
+    except PyJWTError:
+        claims = {}
+    if claims.get("type") != "refresh" or claims.get("sub") != str(user_id):
+        raise ValidationFailed({"refresh_token": "is not a refresh token of this user"})
+    return claims
+
+
+class Logouts(Resource):
+    method_decorators = [access_required]
+
+    def post(self) -> Response:
+        """Revoke this access token, and the refresh token if given, for good."""
+        form = parse(Logout, optional=True)
+        tokens = [get_jwt()]
+        if form.refresh_token is not None:
+            tokens.append(_refresh_claims(form.refresh_token, current_caller().id))
+        with unit_of_work() as session:
+            service.revoke_tokens(session, tokens)
+        return ok(msg="logged out")
+
+
+class Me(Resource):
+    method_decorators = [access_required]
+
+    def get(self) -> Response:
+        """The caller's own account."""
+        caller = current_caller()
+        with unit_of_work() as session:
+            return ok(UserOut.model_validate(service.get_user(session, caller.id)))
+
+
+class Users(Resource):
+    method_decorators = [access_required]
+
+    def get(self, user_id: int) -> Response:
+        """An account, for that user or an admin."""
+        with unit_of_work() as session:
+            return ok(UserOut.model_validate(service.view_user(session, current_caller(), user_id)))
+
+
+class Passwords(Resource):
+    method_decorators = [access_required]
+
+    def post(self) -> Response:
+        """Change the caller's password; every earlier token stops working."""
+        form = parse(PasswordChange)
+        with unit_of_work() as session:
+            service.change_password(session, current_caller(), form)
+        return ok(msg="password changed; sign in again")

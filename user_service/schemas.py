@@ -1,0 +1,55 @@
+"""Request and response models of the user service."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+
+from app.validation import RequestModel, text
+
+Username = text(min_length=3, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")
+Password = text(min_length=8, max_length=128)
+GivenPassword = text(min_length=1, max_length=128)
+
+
+class Registration(RequestModel):
+    username: Username
+    password: Password
+    email: Annotated[EmailStr, Field(max_length=254)]
+
+
+class Credentials(RequestModel):
+    username: text(min_length=1, max_length=32)
+    password: GivenPassword
+
+
+class Logout(RequestModel):
+    refresh_token: text(min_length=1, max_length=4096) | None = None
+
+
+class PasswordChange(RequestModel):
+    old_password: GivenPassword
+    new_password: Password
+
+
+class UserOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    username: str
+    email: str
+    role: str
+    created_at: datetime
+
+
+class AccessToken(BaseModel):
+    token: str
+    access_token: str
+    token_type: str = "Bearer"  # noqa: S105 (the scheme's name, not a secret)
+    expires_in: int
+
+
+class TokenPair(AccessToken):
+    refresh_token: str

@@ -1,0 +1,114 @@
+"""The user service's rules: accounts, credentials, revocation. No Flask, no HTTP, no commit."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.auth import Caller
+from app.database import utcnow
+from app.errors import Conflict, Forbidden, InvalidCredentials, NotFound
+from user_service import passwords
+from user_service.models import RevokedToken, User
+from user_service.schemas import Credentials, PasswordChange, Registration
+
+
+def _key(text: str) -> str:
+    return text.lower()
+
+
+def _ensure_available(session: Session, username: str, email: str) -> None:
+    if session.scalar(select(User.id).where(User.username_key == _key(username))) is not None:
+        raise Conflict("username_taken", "username already taken")
+    if session.scalar(select(User.id).where(User.email_key == _key(email))) is not None:
+        raise Conflict("email_taken", "email already registered")
+
+
+def register(session: Session, form: Registration, *, role: str = "user") -> User:
+    """Create an account; usernames and emails are unique regardless of case."""
+    _ensure_available(session, form.username, form.email)
+    user = User(
+        username=form.username,
+        username_key=_key(form.username),
+        email=form.email,
+        email_key=_key(form.email),
+        password_hash=passwords.hash_password(form.password),
+        role=role,
+    )
+    try:
+        with session.begin_nested():  # a concurrent twin may have won since the check
+            session.add(user)
+    except IntegrityError:
+        _ensure_available(session, form.username, form.email)
+        raise
+    return user
+
+
+def authenticate(session: Session, form: Credentials) -> User:
+    """The user these credentials prove, else ``invalid_credentials`` in about the same time."""
+    user = session.scalar(select(User).where(User.username_key == _key(form.username)))
+    if user is None:
+        passwords.spend_verification_time(form.password)
+        raise InvalidCredentials()
+    if not passwords.verify_password(user.password_hash, form.password):
+        raise InvalidCredentials()
+    if passwords.needs_rehash(user.password_hash):
+        user.password_hash = passwords.hash_password(form.password)
+    return user
+
+
+def get_user(session: Session, user_id: int) -> User:
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound("user")
+    return user
+
+
+def view_user(session: Session, caller: Caller, user_id: int) -> User:
+    """A user's account, for that user or an admin; others learn nothing, not even existence."""
+    if user_id != caller.id and not caller.is_admin:
+        raise Forbidden("you may only view your own account")
+    return get_user(session, user_id)
+
+
+def change_password(session: Session, caller: Caller, form: PasswordChange) -> User:
+    """Set a new password and retire every token issued before it."""
+    user = get_user(session, caller.id)
+    if not passwords.verify_password(user.password_hash, form.old_password):
+        raise InvalidCredentials("old password is wrong")
+    user.password_hash = passwords.hash_password(form.new_password)
+    user.token_version += 1
+    return user
+
+
+def revoke_tokens(session: Session, tokens: Iterable[Mapping[str, Any]]) -> None:
+    """Put tokens (their claims) on the deny list for good; revoking twice is harmless."""
+    now = utcnow()
+    session.execute(delete(RevokedToken).where(RevokedToken.expires_at < now))
+    for claims in tokens:
+        if session.get(RevokedToken, claims["jti"]) is not None:
+            continue
+        try:
+            with session.begin_nested():
+                session.add(
+                    RevokedToken(
+                        jti=claims["jti"],
+                        user_id=int(claims["sub"]),
+                        expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+                    )
+                )
+        except IntegrityError:  # a concurrent logout revoked it first
+            continue
+
+
+def is_revoked(session: Session, claims: Mapping[str, Any]) -> bool:
+    """True when the token was logged out, predates a password change, or its user is gone."""
+    user = session.get(User, int(claims["sub"]))
+    if user is None or claims.get("ver") != user.token_version:
+        return True
+    return session.get(RevokedToken, claims["jti"]) is not None
