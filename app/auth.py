@@ -8,7 +8,8 @@
 
 Every token failure answers 401 with its own slug (``missing_token``, ``invalid_token``,
 ``token_expired``, ``token_revoked``), never flask-jwt-extended's default 422.
-``is_revoked(claims)`` is the service's deny-list check, called for every token.
+``is_revoked(claims)`` is the service's deny-list check, called for every token whose
+claims are of the shape microshop issues (numeric string ``sub``, ``jti``, ``role``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from flask_jwt_extended import (
     get_jwt,
     jwt_required,
 )
+from jwt import InvalidTokenError
 
 from app.responses import error_response
 from app.settings import Settings
@@ -71,9 +73,13 @@ def _unauthorized(slug: str, message: str) -> Callable[..., Response]:
     return answer
 
 
-def _has_valid_subject(claims: dict[str, Any]) -> bool:
-    sub = claims.get("sub")
-    return isinstance(sub, str) and sub.isdecimal() and claims.get("role") in ROLES
+def _check_claims(claims: dict[str, Any]) -> None:
+    """Refuse a well-signed token whose claims microshop never issues (401 invalid_token)."""
+    sub, jti = claims.get("sub"), claims.get("jti")
+    if not (isinstance(sub, str) and sub.isdecimal() and sub.isascii()):
+        raise InvalidTokenError("sub must be a user id")
+    if not (isinstance(jti, str) and jti) or claims.get("role") not in ROLES:
+        raise InvalidTokenError("token lacks jti or role")
 
 
 def init_jwt(
@@ -95,14 +101,10 @@ def init_jwt(
     jwt.revoked_token_loader(_unauthorized("token_revoked", "token has been revoked"))
     jwt.needs_fresh_token_loader(_unauthorized("invalid_token", "fresh token required"))
     jwt.user_lookup_error_loader(_unauthorized("invalid_token", "invalid token"))
-    jwt.token_verification_failed_loader(_unauthorized("invalid_token", "invalid token"))
-
-    @jwt.token_verification_loader
-    def well_formed(_header: dict[str, Any], claims: dict[str, Any]) -> bool:
-        return _has_valid_subject(claims)
 
     @jwt.token_in_blocklist_loader
     def revoked(_header: dict[str, Any], claims: dict[str, Any]) -> bool:
+        _check_claims(claims)  # flask-jwt-extended asks this before any other claim check
         return is_revoked(claims)
 
     return jwt

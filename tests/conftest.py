@@ -1,0 +1,108 @@
+"""Fixtures: every database test runs on SQLite and, when configured, on PostgreSQL;
+every user-service API test also runs through a real waitress server."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from support import (
+    HttpTransport,
+    Server,
+    ServiceClient,
+    WsgiTransport,
+    database_urls,
+    make_settings,
+    postgres_url,
+)
+from werkzeug.test import Client
+
+import user_service
+from app.composition import Application, create_application
+from app.platform import platform_of
+from app.settings import Settings
+
+BACKENDS = [
+    "sqlite",
+    pytest.param(
+        "postgresql",
+        marks=pytest.mark.skipif(
+            postgres_url() is None, reason="MICROSHOP_TEST_POSTGRES_URL is not set"
+        ),
+    ),
+]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("CI") and postgres_url() is None:
+        raise pytest.UsageError("CI must set MICROSHOP_TEST_POSTGRES_URL: no skipping PostgreSQL")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def settings(backend: str, tmp_path: Path) -> Settings:
+    """Production settings on a fresh database of the backend under test."""
+    return make_settings(tmp_path, database_urls(backend, tmp_path))
+
+
+@pytest.fixture
+def application(settings: Settings) -> Iterator[Application]:
+    """The composed application; in production the operator creates the schema (init-db)."""
+    application = create_application(settings)
+    for service in application.services.values():
+        platform_of(service).database.create_schema()
+    yield application
+    application.dispose()
+
+
+@pytest.fixture
+def client(application: Application) -> Client:
+    return Client(application)
+
+
+@pytest.fixture
+def user_app(settings: Settings) -> Iterator[Flask]:
+    app = user_service.create_app(settings)
+    platform_of(app).database.create_schema()
+    yield app
+    platform_of(app).database.dispose()
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One production waitress server shared by the tests that use it; state is not reset."""
+    server = Server.start(tmp_path_factory.mktemp("live"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=[*BACKENDS, "waitress"])
+def users(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServiceClient]:
+    """The user service by its own paths: the Flask test client on each backend, then the
+    composed application under a real waitress server in production mode."""
+    if request.param == "waitress":
+        server = request.getfixturevalue("live_server")
+        transport = HttpTransport(server.url + "/user")
+
+        def run_command(args: list[str], env: dict[str, str]) -> tuple[int, str]:
+            result = server.cli(*args, **env)
+            return result.returncode, result.stdout + result.stderr
+    else:
+        settings = make_settings(tmp_path, database_urls(request.param, tmp_path))
+        app = user_service.create_app(settings)
+        platform_of(app).database.create_schema()
+        transport = WsgiTransport(app.test_client(), on_close=platform_of(app).database.dispose)
+
+        def run_command(args: list[str], env: dict[str, str]) -> tuple[int, str]:
+            result = app.test_cli_runner().invoke(args=args, env=env)
+            return result.exit_code, result.output
+
+    yield ServiceClient(transport, run_command)
+    transport.close()

@@ -1,0 +1,305 @@
+"""What the tests share: settings, databases, a real waitress server, and clients that
+speak to a service the same way in-process and over HTTP."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import psycopg
+
+from app.settings import ServiceSpec, Settings
+
+SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
+PASSWORD = "correct-horse-battery"
+SERVICES = ("user", "order", "payment")
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+_counter = itertools.count(1)
+
+
+def unique(prefix: str = "user") -> str:
+    """A username no other test in this run uses (servers may be shared between tests)."""
+    return f"{prefix}{next(_counter)}_{uuid.uuid4().hex[:6]}"
+
+
+def postgres_url() -> str | None:
+    return os.environ.get("MICROSHOP_TEST_POSTGRES_URL") or None
+
+
+def fresh_postgres_schema(base_url: str, schema: str) -> str:
+    """An empty schema in the test database, and a URL whose connections use only it."""
+    with psycopg.connect(base_url, autocommit=True) as connection:
+        connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        connection.execute(f'CREATE SCHEMA "{schema}"')
+    separator = "&" if "?" in base_url else "?"
+    return f"{base_url}{separator}options=-csearch_path%3D{schema}"
+
+
+def database_urls(backend: str, folder: Path) -> dict[str, str]:
+    if backend == "sqlite":
+        return {name: f"sqlite:///{folder / f'{name}.db'}" for name in SERVICES}
+    base = postgres_url()
+    assert base, "PostgreSQL tests need MICROSHOP_TEST_POSTGRES_URL"
+    return {name: fresh_postgres_schema(base, f"test_{name}") for name in SERVICES}
+
+
+def make_settings(folder: Path, urls: Mapping[str, str], **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "env": "production",
+        "jwt_secret": SECRET,
+        "instance_dir": folder,
+        "services": tuple(ServiceSpec.parse(name) for name in SERVICES),
+        "database_urls": dict(urls),
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+def server_environment(folder: Path, **extra: str) -> dict[str, str]:
+    """The environment of a production microshop process on SQLite files in ``folder``."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MICROSHOP_")}
+    env.update(
+        MICROSHOP_ENV="production",
+        MICROSHOP_JWT_SECRET=SECRET,
+        MICROSHOP_INSTANCE_DIR=str(folder),
+        **extra,
+    )
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Server:
+    """A real ``waitress-serve wsgi:application`` process on a loopback port."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    env: dict[str, str]
+    log: Path
+
+    @classmethod
+    def start(cls, folder: Path, **extra_env: str) -> Server:
+        env = server_environment(folder, **extra_env)
+        subprocess.run(
+            [BIN / "microshop", "init-db"], env=env, cwd=ROOT, check=True, capture_output=True
+        )
+        port = free_port()
+        log = folder / "server.log"
+        with log.open("wb") as output:
+            process = subprocess.Popen(
+                [BIN / "waitress-serve", f"--listen=127.0.0.1:{port}", "wsgi:application"],
+                env=env,
+                cwd=ROOT,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+        server = cls(process, f"http://127.0.0.1:{port}", env, log)
+        server.wait_until_up()
+        return server
+
+    def wait_until_up(self, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log.read_text()}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError(f"server did not start: {self.log.read_text()}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def cli(self, *args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
+        """Run ``microshop`` against this server's databases."""
+        return subprocess.run(
+            [BIN / "microshop", *args],
+            env={**self.env, **extra_env},
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+
+@dataclass
+class Reply:
+    """A response, the same whichever transport carried it."""
+
+    status_code: int
+    headers: Mapping[str, str]
+    text: str
+    json: Any
+
+
+class HttpTransport:
+    def __init__(self, base_url: str):
+        self.http = httpx.Client(base_url=base_url, timeout=30)
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Reply:
+        if "json" in kwargs:  # as werkzeug does: ASCII escapes, so any str can be sent
+            kwargs["content"] = json.dumps(kwargs.pop("json")).encode()
+            kwargs["headers"] = {"Content-Type": "application/json", **kwargs.get("headers", {})}
+        if "data" in kwargs:
+            kwargs["content"] = kwargs.pop("data")
+        if "query_string" in kwargs:
+            kwargs["params"] = kwargs.pop("query_string")
+        response = self.http.request(method, path, **kwargs)
+        is_json = response.headers.get("content-type", "").startswith("application/json")
+        return Reply(
+            response.status_code,
+            response.headers,
+            response.text,
+            response.json() if is_json else None,
+        )
+
+    def close(self) -> None:
+        self.http.close()
+
+
+class WsgiTransport:
+    """Flask's or werkzeug's test client, in-process."""
+
+    def __init__(self, client: Any, on_close: Callable[[], None]):
+        self.client = client
+        self.on_close = on_close
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Reply:
+        response = self.client.open(path, method=method, **kwargs)
+        is_json = response.mimetype == "application/json"
+        return Reply(
+            response.status_code,
+            response.headers,
+            response.get_data(as_text=True),
+            response.get_json() if is_json else None,
+        )
+
+    def close(self) -> None:
+        self.on_close()
+
+
+@dataclass
+class Account:
+    id: int
+    username: str
+    email: str
+    password: str
+    access: str = ""
+    refresh: str = ""
+    role: str = "user"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return bearer(self.access)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+CommandRunner = Callable[[list[str], dict[str, str]], tuple[int, str]]
+"""Runs a ``microshop`` command against the service's database: (exit code, output)."""
+
+
+class ServiceClient:
+    """Requests to one service by its own paths (``/register``), over either transport."""
+
+    def __init__(self, transport: HttpTransport | WsgiTransport, run_command: CommandRunner):
+        self.transport = transport
+        self.run_command = run_command
+
+    def get(self, path: str, **kwargs: Any) -> Reply:
+        return self.transport.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> Reply:
+        return self.transport.request("POST", path, **kwargs)
+
+    def put(self, path: str, **kwargs: Any) -> Reply:
+        return self.transport.request("PUT", path, **kwargs)
+
+    def patch(self, path: str, **kwargs: Any) -> Reply:
+        return self.transport.request("PATCH", path, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> Reply:
+        return self.transport.request("DELETE", path, **kwargs)
+
+    def register(self, username: str | None = None, password: str = PASSWORD) -> Account:
+        username = username or unique()
+        email = f"{username}@example.com"
+        reply = self.post(
+            "/register", json={"username": username, "password": password, "email": email}
+        )
+        assert reply.status_code == 201, reply.text
+        return Account(reply.json["data"]["id"], username, email, password)
+
+    def login(self, account: Account) -> Account:
+        reply = self.post(
+            "/login", json={"username": account.username, "password": account.password}
+        )
+        assert reply.status_code == 200, reply.text
+        account.access = reply.json["data"]["access_token"]
+        account.refresh = reply.json["data"]["refresh_token"]
+        return account
+
+    def signed_up(self) -> Account:
+        return self.login(self.register())
+
+    def admin(self) -> Account:
+        """An admin made as an operator makes one: ``microshop create-admin``."""
+        username = unique("admin")
+        email = f"{username}@example.com"
+        code, output = self.run_command(
+            ["create-admin", username, "--email", email], {"MICROSHOP_ADMIN_PASSWORD": PASSWORD}
+        )
+        assert code == 0, output
+        account = self.login(Account(0, username, email, PASSWORD, role="admin"))
+        account.id = int(jwt.decode(account.access, options={"verify_signature": False})["sub"])
+        return account
+
+
+def forge(claims: dict[str, Any], *, key: str = SECRET, algorithm: str = "HS256", **header: Any):
+    return jwt.encode(claims, key, algorithm=algorithm, headers=header or None)
+
+
+def access_claims(user_id: int, **overrides: Any) -> dict[str, Any]:
+    """The claims microshop puts in an access token, valid for the next minute."""
+    now = int(time.time())
+    claims = {
+        "sub": str(user_id),
+        "role": "user",
+        "ver": 0,
+        "type": "access",
+        "fresh": False,
+        "jti": uuid.uuid4().hex,
+        "iat": now,
+        "nbf": now,
+        "exp": now + 60,
+    }
+    claims.update(overrides)
+    return claims
