@@ -22,21 +22,17 @@ from app.errors import InvalidJson, ValidationFailed
 Model = TypeVar("Model", bound="RequestModel")
 
 
-def _encodable(value: str) -> str:
-    """Refuse what cannot be stored or hashed as UTF-8 text: NUL and lone surrogates."""
+def _without_nul(value: str) -> str:
+    """PostgreSQL text cannot hold NUL (pydantic itself refuses lone surrogates)."""
     if "\x00" in value:
         raise ValueError("must not contain NUL characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("must be valid Unicode text") from None
     return value
 
 
 def text(*, min_length: int = 0, max_length: int, pattern: str | None = None) -> Any:
-    """A string field, bounded, and safe to store in any database and to hash."""
+    """A bounded string field that any database can store and argon2 can hash."""
     constraints = StringConstraints(min_length=min_length, max_length=max_length, pattern=pattern)
-    return Annotated[str, constraints, AfterValidator(_encodable)]
+    return Annotated[str, constraints, AfterValidator(_without_nul)]
 
 
 class RequestModel(BaseModel):

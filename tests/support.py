@@ -72,10 +72,12 @@ def server_environment(folder: Path, **extra: str) -> dict[str, str]:
     """The environment of a production microshop process on SQLite files in ``folder``."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("MICROSHOP_")}
     env.update(
-        MICROSHOP_ENV="production",
-        MICROSHOP_JWT_SECRET=SECRET,
-        MICROSHOP_INSTANCE_DIR=str(folder),
-        **extra,
+        {
+            "MICROSHOP_ENV": "production",
+            "MICROSHOP_JWT_SECRET": SECRET,
+            "MICROSHOP_INSTANCE_DIR": str(folder),
+            **extra,
+        }
     )
     return env
 

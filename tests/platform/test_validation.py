@@ -1,0 +1,83 @@
+"""Request parsing: 400 for what is not a JSON object, 422 naming every bad field."""
+
+from __future__ import annotations
+
+import pytest
+from flask import Flask
+
+from app.errors import InvalidJson, ValidationFailed
+from app.validation import RequestModel, parse, read_json_object, text
+
+
+class Product(RequestModel):
+    name: text(min_length=1, max_length=10)
+    note: text(max_length=5) | None = None
+
+
+@pytest.fixture
+def app() -> Flask:
+    return Flask(__name__)
+
+
+def test_a_valid_body_becomes_the_model(app: Flask):
+    with app.test_request_context(json={"name": "pen"}):
+        assert parse(Product) == Product(name="pen")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"  ",
+        b"[]",
+        b"1",
+        b'"x"',
+        b"{bad",
+        b'{"a": Infinity}',
+        b'{"a": -Infinity}',
+        b"\xc3\x28",
+        b"[" * 3000,
+    ],
+)
+def test_anything_but_a_json_object_is_invalid_json(app: Flask, raw: bytes):
+    with app.test_request_context(data=raw), pytest.raises(InvalidJson):
+        read_json_object()
+
+
+def test_an_empty_body_is_an_empty_object_where_the_body_is_optional(app: Flask):
+    with app.test_request_context(data=b""):
+        assert read_json_object(optional=True) == {}
+    with app.test_request_context(data=b"[]"), pytest.raises(InvalidJson):
+        read_json_object(optional=True)
+
+
+@pytest.mark.parametrize(
+    ("body", "fields"),
+    [
+        ({}, {"name": "is required"}),
+        ({"name": ""}, {"name": "String should have at least 1 character"}),
+        ({"name": "x" * 11}, {"name": "String should have at most 10 characters"}),
+        ({"name": 5}, {"name": "Input should be a valid string"}),
+        ({"name": "a\x00b"}, {"name": "must not contain NUL characters"}),
+        (
+            {"name": "a\ud800"},
+            {
+                "name": "Input should be a valid string, unable to parse raw "
+                "data as a unicode string"
+            },
+        ),
+        ({"name": "ok", "price": 1}, {"price": "is not a field of this request"}),
+        (
+            {"name": None, "note": "toolong"},
+            {
+                "name": "Input should be a valid string",
+                "note": "String should have at most 5 characters",
+            },
+        ),
+    ],
+)
+def test_every_offending_field_is_named(app: Flask, body: dict, fields: dict):
+    with app.test_request_context(json=body), pytest.raises(ValidationFailed) as raised:
+        parse(Product)
+    assert raised.value.fields == fields
+    assert raised.value.status == 422

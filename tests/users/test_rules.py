@@ -1,0 +1,182 @@
+"""The user service's rules (service.py) on a real database, without Flask or HTTP."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from argon2 import PasswordHasher
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from support import PASSWORD, database_urls
+
+from app.auth import Caller
+from app.database import Database
+from app.errors import Conflict, Forbidden, InvalidCredentials, NotFound
+from user_service import passwords, service
+from user_service.models import Base, RevokedToken, User
+from user_service.schemas import Credentials, PasswordChange, Registration
+
+
+@pytest.fixture
+def database(backend: str, tmp_path: Path) -> Iterator[Database]:
+    database = Database.connect(database_urls(backend, tmp_path)["user"], Base.metadata)
+    database.create_schema()
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def session(database: Database) -> Iterator[Session]:
+    with database.unit_of_work() as session:
+        yield session
+
+
+def registration(username: str = "Alice", email: str = "Alice@Example.com") -> Registration:
+    return Registration(username=username, email=email, password=PASSWORD)
+
+
+def claims_of(user: User, **overrides) -> dict:
+    claims = {
+        "sub": str(user.id),
+        "jti": uuid.uuid4().hex,
+        "exp": int(time.time()) + 60,
+        "ver": user.token_version,
+    }
+    return {**claims, **overrides}
+
+
+def test_register_stores_an_argon2id_hash_and_case_folded_keys(session: Session):
+    user = service.register(session, registration())
+    session.flush()
+    assert user.password_hash.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+    assert PASSWORD not in user.password_hash
+    assert (user.username, user.username_key) == ("Alice", "alice")
+    assert user.email_key == "alice@example.com"
+    assert user.role == "user"
+    assert user.token_version == 0
+
+
+@pytest.mark.parametrize(
+    ("username", "email", "slug"),
+    [("ALICE", "other@example.com", "username_taken"), ("bob", "alice@EXAMPLE.com", "email_taken")],
+)
+def test_register_refuses_taken_names_in_any_case(session: Session, username, email, slug):
+    service.register(session, registration())
+    with pytest.raises(Conflict) as raised:
+        service.register(session, registration(username, email))
+    assert raised.value.slug == slug
+
+
+def test_the_unique_keys_hold_without_the_check(database: Database):
+    """The database itself refuses a duplicate that slipped past the check (a race)."""
+    with database.unit_of_work() as session:
+        service.register(session, registration())
+    with pytest.raises(IntegrityError), database.unit_of_work() as session:
+        session.add(
+            User(
+                username="alice",
+                username_key="alice",
+                email="x@example.com",
+                email_key="x@example.com",
+                password_hash="x",
+            )
+        )
+
+
+def test_authenticate_accepts_the_right_password(session: Session):
+    user = service.register(session, registration())
+    assert service.authenticate(session, Credentials(username="alice", password=PASSWORD)) is user
+
+
+@pytest.mark.parametrize("username", ["alice", "nobody"])
+def test_wrong_password_and_unknown_user_cost_one_verification_each(
+    session: Session, monkeypatch: pytest.MonkeyPatch, username: str
+):
+    service.register(session, registration())
+    calls = []
+    real = passwords.verify_password
+    monkeypatch.setattr(passwords, "verify_password", lambda *a: calls.append(a) or real(*a))
+    with pytest.raises(InvalidCredentials):
+        service.authenticate(session, Credentials(username=username, password="wrong-password"))
+    assert len(calls) == 1
+
+
+def test_authenticate_upgrades_an_outdated_hash(session: Session):
+    user = service.register(session, registration())
+    user.password_hash = PasswordHasher(time_cost=1, memory_cost=8192).hash(PASSWORD)
+    service.authenticate(session, Credentials(username="alice", password=PASSWORD))
+    assert user.password_hash.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+    assert passwords.verify_password(user.password_hash, PASSWORD)
+
+
+def test_a_user_views_only_their_own_account(session: Session):
+    alice = service.register(session, registration())
+    bob = service.register(session, registration("bob", "bob@example.com"))
+    session.flush()
+    assert service.view_user(session, Caller(alice.id, "user"), alice.id) is alice
+    with pytest.raises(Forbidden):
+        service.view_user(session, Caller(alice.id, "user"), bob.id)
+    with pytest.raises(Forbidden):
+        service.view_user(session, Caller(alice.id, "user"), 999_999)
+
+
+def test_an_admin_views_any_account_and_learns_which_do_not_exist(session: Session):
+    alice = service.register(session, registration())
+    admin = service.register(session, registration("root", "root@example.com"), role="admin")
+    session.flush()
+    assert service.view_user(session, Caller(admin.id, "admin"), alice.id) is alice
+    with pytest.raises(NotFound):
+        service.view_user(session, Caller(admin.id, "admin"), 999_999)
+
+
+def test_password_change_bumps_the_token_version(session: Session):
+    user = service.register(session, registration())
+    session.flush()
+    before = claims_of(user)
+    change = PasswordChange(old_password=PASSWORD, new_password="new-password-1")
+    service.change_password(session, Caller(user.id, "user"), change)
+    assert user.token_version == 1
+    assert service.is_revoked(session, before)
+    assert not service.is_revoked(session, claims_of(user))
+    assert passwords.verify_password(user.password_hash, "new-password-1")
+
+
+def test_password_change_with_a_wrong_old_password_changes_nothing(session: Session):
+    user = service.register(session, registration())
+    session.flush()
+    change = PasswordChange(old_password="not-it-at-all", new_password="new-password-1")
+    with pytest.raises(InvalidCredentials):
+        service.change_password(session, Caller(user.id, "user"), change)
+    assert user.token_version == 0
+    assert passwords.verify_password(user.password_hash, PASSWORD)
+
+
+def test_revoked_tokens_stay_revoked_and_revoking_twice_is_harmless(database: Database):
+    with database.unit_of_work() as session:
+        user = service.register(session, registration())
+        session.flush()
+        token = claims_of(user)
+        service.revoke_tokens(session, [token])
+        service.revoke_tokens(session, [token])
+    with database.unit_of_work() as session:  # a new transaction, as another request sees it
+        assert service.is_revoked(session, token)
+        assert not service.is_revoked(session, claims_of(user))
+
+
+def test_revocation_forgets_tokens_once_they_would_have_expired(session: Session):
+    user = service.register(session, registration())
+    session.flush()
+    expired = claims_of(user, exp=int((datetime.now(UTC) - timedelta(hours=1)).timestamp()))
+    service.revoke_tokens(session, [expired])
+    service.revoke_tokens(session, [claims_of(user)])
+    assert session.scalar(select(func.count()).select_from(RevokedToken)) == 1
+
+
+def test_tokens_of_a_user_that_is_gone_are_revoked(session: Session):
+    assert service.is_revoked(session, {"sub": "424242", "jti": "x", "ver": 0})
