@@ -1,5 +1,9 @@
 """The WSGI entry point: ``waitress-serve --listen=127.0.0.1:8080 wsgi:application``."""
 
 from app import create_application
+from app.settings import ConfigError
 
-application = create_application()
+try:
+    application = create_application()
+except ConfigError as error:  # a clear line for the operator, not a traceback
+    raise SystemExit(f"microshop: {error}") from None

@@ -1,7 +1,7 @@
 """flask-restful's ``Api`` with errors routed to Flask's handlers (``app.errors``).
 
     api = JsonApi(app)
-    api.add_resource(OrderItem, "/<int:order_id>", "/query/<int:order_id>")
+    api.add_resource(OrderItem, "/<id:order_id>", "/query/<id:order_id>")
 
 Stock flask-restful answers every non-HTTP exception with its own 500 once ``TESTING``
 and ``DEBUG`` are off, which turns flask-jwt-extended's 401s into 500s in production.

@@ -43,7 +43,11 @@ def _service_commands(ctx: click.Context) -> dict[str, tuple[Flask, click.Comman
 
 class MicroshopGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*super().list_commands(ctx), *_service_commands(ctx)})
+        try:
+            offered = _service_commands(ctx)
+        except click.ClickException:  # help still works when the configuration does not
+            offered = {}
+        return sorted({*super().list_commands(ctx), *offered})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         command = super().get_command(ctx, cmd_name)

@@ -17,8 +17,7 @@ from flask import Flask, Response, request
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from app import __version__
-from app.errors import ServiceUnavailable
-from app.platform import init_web, platform_of
+from app.platform import init_web, platform_of, readiness
 from app.responses import ok
 from app.settings import ConfigError, ServiceSpec, Settings
 
@@ -77,16 +76,13 @@ def create_root_app(services: Mapping[str, WSGIApplication]) -> Flask:
 
     @root.get("/readyz")
     def readyz() -> Response:
-        states = {
-            name: "ok" if platform is None or platform.database.reachable() else "unreachable"
-            for name, platform in ((name, platform_of(app)) for name, app in services.items())
-        }
-        failing = [name for name, state in states.items() if state != "ok"]
-        if failing:
-            raise ServiceUnavailable(
-                f"database unreachable: {', '.join(failing)}", extra={"services": states}
-            )
-        return ok({"status": "ready", "services": states})
+        platforms = {name: platform_of(app) for name, app in services.items()}
+        return readiness(
+            {
+                name: "ok" if platform is None else platform.database.state()
+                for name, platform in platforms.items()
+            }
+        )
 
     return root
 

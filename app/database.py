@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import DateTime, Engine, MetaData, TypeDecorator, create_engine, event, text
+from sqlalchemy import DateTime, Engine, MetaData, TypeDecorator, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -98,13 +98,14 @@ class Database:
     def create_schema(self) -> None:
         self.metadata.create_all(self.engine)
 
-    def reachable(self) -> bool:
+    def state(self) -> str:
+        """``ok``, ``unreachable``, or ``schema_missing`` (production before ``init-db``)."""
         try:
             with self.engine.connect() as connection:
-                connection.execute(text("SELECT 1"))
+                present = set(inspect(connection).get_table_names())
         except Exception:  # any failure to reach it means "not ready"
-            return False
-        return True
+            return "unreachable"
+        return "ok" if set(self.metadata.tables) <= present else "schema_missing"
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -6,8 +6,9 @@
         ...
 
 ``init_web`` is the part without a database (the composition's root app uses it):
-the JSON envelope on every error path, 64 KiB bodies, ``X-Request-ID``, and paths that
-match with or without a trailing slash instead of redirecting to an HTML page.
+the JSON envelope on every error path, 64 KiB bodies, ``X-Request-ID``, paths that
+match with or without a trailing slash instead of redirecting to an HTML page, and the
+``id`` URL converter for row ids.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from flask import Flask, Response, current_app
 from sqlalchemy import MetaData
 from sqlalchemy.orm import Session
+from werkzeug.routing import IntegerConverter, Map
 
 from app.database import Database
 from app.errors import ServiceUnavailable, register_error_handlers
@@ -28,6 +30,17 @@ from app.settings import Settings
 
 MAX_BODY_BYTES = 64 * 1024
 EXTENSION = "microshop"
+MAX_ID = 2**31 - 1
+
+
+class IdConverter(IntegerConverter):
+    """``/<id:user_id>``: a row id, 1 to 2^31-1, the range of an INTEGER on every database.
+
+    A larger number cannot name a row, so it is a 404 at routing rather than an overflow
+    in the driver (a 500)."""
+
+    def __init__(self, map: Map) -> None:
+        super().__init__(map, min=1, max=MAX_ID)
 
 
 @dataclass
@@ -43,6 +56,7 @@ def init_web(app: Flask) -> None:
     app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, PROPAGATE_EXCEPTIONS=False)
     app.url_map.strict_slashes = False
     app.url_map.merge_slashes = False
+    app.url_map.converters["id"] = IdConverter
     init_request_id(app)
     register_error_handlers(app)
 
@@ -73,13 +87,17 @@ def init_service(
 
     @app.get("/readyz")
     def readyz() -> Response:
-        if not database.reachable():
-            raise ServiceUnavailable(
-                f"{service} database unreachable", extra={"services": {service: "unreachable"}}
-            )
-        return ok({"status": "ready", "services": {service: "ok"}})
+        return readiness({service: database.state()})
 
     return platform
+
+
+def readiness(states: dict[str, str]) -> Response:
+    """200 when every service's database is ``ok``, else 503 naming the ones that are not."""
+    failing = [f"{name} ({state})" for name, state in states.items() if state != "ok"]
+    if failing:
+        raise ServiceUnavailable(f"not ready: {', '.join(failing)}", extra={"services": states})
+    return ok({"status": "ready", "services": states})
 
 
 def platform_of(app: object) -> Platform | None:

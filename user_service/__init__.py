@@ -34,7 +34,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     api.add_resource(resources.Refreshes, "/refresh")
     api.add_resource(resources.Logouts, "/logout")
     api.add_resource(resources.Me, "/me", "/info")
-    api.add_resource(resources.Users, "/<int:user_id>")
+    api.add_resource(resources.Users, "/<id:user_id>")
     api.add_resource(resources.Passwords, "/password")
     limit_logins(app, settings, endpoint="login")
     app.cli.add_command(create_admin)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Flask, request
-from flask_limiter import Limiter
+import math
+import time
 
+from flask import Flask, Response, request
+from flask_limiter import Limiter, RateLimitExceeded
+
+from app.responses import error_response
 from app.settings import Settings
 
 
@@ -16,15 +20,26 @@ def _client_and_username() -> str:
 
 
 def limit_logins(app: Flask, settings: Settings, endpoint: str) -> Limiter:
-    """Rate-limit the view at ``endpoint``; a breach is 429 ``rate_limited`` with Retry-After."""
+    """Rate-limit the view at ``endpoint``: a breach is 429 ``rate_limited`` with Retry-After.
+
+    flask-limiter's own headers are off: it would put ``Retry-After`` on every answer."""
     limiter = Limiter(
         key_func=_client_and_username,
         app=app,
         storage_uri=settings.redis_url or "memory://",
-        headers_enabled=True,
+        headers_enabled=False,
         key_prefix="microshop-login",
     )
     app.view_functions[endpoint] = limiter.limit(settings.login_rate_limit)(
         app.view_functions[endpoint]
     )
+
+    @app.errorhandler(RateLimitExceeded)
+    def too_many_attempts(_error: RateLimitExceeded) -> Response:
+        response = error_response(429, "rate_limited", "too many login attempts, try again later")
+        reset_time, _remaining = limiter.current_limit.window  # reset_at adds a second
+        wait = math.ceil(reset_time - time.time())
+        response.headers["Retry-After"] = str(max(1, wait))
+        return response
+
     return limiter

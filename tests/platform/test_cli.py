@@ -111,6 +111,12 @@ def test_create_admin_refuses_a_taken_username(run):
     assert "username already taken" in result.output
 
 
+def test_help_works_without_a_valid_configuration(run):
+    result = run("--help", MICROSHOP_JWT_SECRET="")
+    assert result.exit_code == 0
+    assert "init-db" in result.output
+
+
 def test_a_configuration_error_is_a_message_not_a_traceback(run):
     result = run("init-db", MICROSHOP_JWT_SECRET="")
     assert result.exit_code == 1

@@ -52,6 +52,8 @@ def test_readyz_names_the_service_whose_database_is_unreachable(tmp_path: Path):
     urls = database_urls("sqlite", tmp_path)
     urls["order"] = "postgresql://nobody@127.0.0.1:1/nothing?connect_timeout=2"
     application = create_application(make_settings(tmp_path, urls))
+    for name in ("user", "payment"):
+        application.services[name].extensions["microshop"].database.create_schema()
     client = Client(application)
     try:
         data = assert_envelope(client.get("/readyz"), 503, "service_unavailable")

@@ -148,6 +148,12 @@ def test_unknown_paths_get_the_json_404(users: ServiceClient, path: str):
     assert_error(users.get(path), 404, "not_found")
 
 
+@pytest.mark.parametrize("user_id", ["0", "2147483648", "9223372036854775808", "9" * 30])
+def test_ids_no_row_can_have_are_404_even_for_an_admin(users: ServiceClient, user_id: str):
+    admin = users.admin()
+    assert_error(users.get(f"/{user_id}", headers=admin.headers), 404, "not_found")
+
+
 # --- login -------------------------------------------------------------------------------
 
 
@@ -199,7 +205,9 @@ def test_login_is_rate_limited_per_address_and_username(users: ServiceClient):
     account = users.register()
     wrong = {"username": account.username, "password": "wrong-pass1"}
     for _ in range(10):
-        assert users.post("/login", json=wrong).status_code == 401
+        reply = users.post("/login", json=wrong)
+        assert reply.status_code == 401
+        assert "Retry-After" not in reply.headers
     limited = users.post("/login", json=wrong)
     assert_error(limited, 429, "rate_limited")
     assert 0 < int(limited.headers["Retry-After"]) <= 60
