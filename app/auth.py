@@ -10,16 +10,26 @@ Every token failure answers 401 with its own slug (``missing_token``, ``invalid_
 ``token_expired``, ``token_revoked``), never flask-jwt-extended's default 422.
 ``is_revoked(claims)`` is the service's deny-list check, called for every token whose
 claims are of the shape microshop issues (numeric string ``sub``, ``jti``, ``role``).
+
+Internal routes (``/<service>/internal/...``) take service tokens instead:
+
+    token = issue_service_token(settings.jwt_secret, caller="payment")
+    class InternalOrder(Resource):
+        method_decorators = [service_required]
 """
 
 from __future__ import annotations
 
+import functools
+import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from flask import Flask, Response
+import jwt as pyjwt
+from flask import Flask, Response, current_app, g, request
 from flask_jwt_extended import (
     JWTManager,
     create_access_token,
@@ -29,10 +39,14 @@ from flask_jwt_extended import (
 )
 from jwt import InvalidTokenError
 
+from app.errors import Unauthorized
 from app.responses import error_response
 from app.settings import Settings
 
 ROLES = ("user", "admin")
+SERVICE_AUDIENCE = "microshop-internal"
+SERVICE_TOKEN_TTL = 60
+View = TypeVar("View", bound=Callable[..., Any])
 
 access_required = jwt_required()
 """Decorator: a valid, unrevoked access token in ``Authorization: Bearer``."""
@@ -82,9 +96,59 @@ def _check_claims(claims: dict[str, Any]) -> None:
         raise InvalidTokenError("token lacks jti or role")
 
 
+def issue_service_token(secret: str, caller: str) -> str:
+    """A token for one call between services: a minute long, for internal routes only.
+
+    Its audience and ``type`` make every user route refuse it, and internal routes refuse
+    user tokens, which carry no audience."""
+    now = int(time.time())
+    claims = {
+        "sub": caller,
+        "aud": SERVICE_AUDIENCE,
+        "type": "service",
+        "jti": uuid.uuid4().hex,
+        "iat": now,
+        "exp": now + SERVICE_TOKEN_TTL,
+    }
+    return pyjwt.encode(claims, secret, algorithm="HS256")
+
+
+def _service_claims() -> dict[str, Any]:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme != "Bearer" or not token:
+        raise Unauthorized("missing_token", "missing service token")
+    try:
+        claims = pyjwt.decode(
+            token,
+            current_app.config["JWT_SECRET_KEY"],
+            algorithms=["HS256"],
+            audience=SERVICE_AUDIENCE,
+            options={"require": ["exp", "iat", "aud", "sub"]},
+        )
+    except pyjwt.ExpiredSignatureError:
+        raise Unauthorized("token_expired", "service token has expired") from None
+    except pyjwt.PyJWTError:
+        raise Unauthorized("invalid_token", "invalid service token") from None
+    if claims.get("type") != "service":
+        raise Unauthorized("invalid_token", "invalid service token")
+    return claims
+
+
+def service_required(view: View) -> View:
+    """Decorator for internal routes: a valid service token; ``g.calling_service`` names it."""
+
+    @functools.wraps(view)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        g.calling_service = _service_claims()["sub"]
+        return view(*args, **kwargs)
+
+    return guarded  # type: ignore[return-value]
+
+
 def init_jwt(
-    app: Flask, settings: Settings, *, is_revoked: Callable[[dict[str, Any]], bool]
+    app: Flask, settings: Settings, *, is_revoked: Callable[[dict[str, Any]], bool] | None = None
 ) -> JWTManager:
+    """JWT for ``app``; ``is_revoked`` is the service's deny list (None: it keeps none)."""
     app.config.update(
         JWT_SECRET_KEY=settings.jwt_secret,
         JWT_ALGORITHM="HS256",
@@ -105,6 +169,6 @@ def init_jwt(
     @jwt.token_in_blocklist_loader
     def revoked(_header: dict[str, Any], claims: dict[str, Any]) -> bool:
         _check_claims(claims)  # flask-jwt-extended asks this before any other claim check
-        return is_revoked(claims)
+        return is_revoked is not None and is_revoked(claims)
 
     return jwt

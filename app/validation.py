@@ -4,6 +4,7 @@
         username: text(min_length=3, max_length=32, pattern=r"^[a-z]+$")
 
     form = parse(NewUser)                   # 400 invalid_json / 422 naming each bad field
+    query = parse_query(OrderQuery)         # the query string, by the same rules
 
 Request models forbid unknown fields, so nothing a client sends is silently ignored.
 """
@@ -11,6 +12,7 @@ Request models forbid unknown fields, so nothing a client sends is silently igno
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import Annotated, Any, TypeVar
 
 from flask import request
@@ -60,12 +62,15 @@ def _reject_constant(name: str) -> Any:
 
 
 def read_json_object(*, optional: bool = False) -> dict[str, Any]:
-    """The body as a JSON object; an empty body counts as ``{}`` when ``optional``."""
+    """The body as a JSON object; an empty body counts as ``{}`` when ``optional``.
+
+    Fractions are read as ``Decimal``, never float, so money stays exact (``app.money``).
+    """
     raw = request.get_data(cache=True)
     if not raw.strip() and optional:
         return {}
     try:
-        body = json.loads(raw, parse_constant=_reject_constant)
+        body = json.loads(raw, parse_float=Decimal, parse_constant=_reject_constant)
     except (ValueError, RecursionError):
         raise InvalidJson() from None
     if not isinstance(body, dict):
@@ -82,3 +87,14 @@ def validate(model: type[Model], data: dict[str, Any]) -> Model:
 
 def parse(model: type[Model], *, optional: bool = False) -> Model:
     return validate(model, read_json_object(optional=optional))
+
+
+def parse_query(model: type[Model]) -> Model:
+    """The query string as ``model``; a parameter given twice is ambiguous, so refused."""
+    given = request.args.to_dict(flat=False)
+    repeated = {
+        name: "is given more than once" for name, values in given.items() if len(values) > 1
+    }
+    if repeated:
+        raise ValidationFailed(repeated)
+    return validate(model, {name: values[0] for name, values in given.items()})

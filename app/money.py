@@ -1,0 +1,70 @@
+"""Money as exact integer minor units (cents), from JSON in and back to JSON out.
+
+    price: money(minimum=1, maximum=100_000_000)    # a request field: 0.01 to 1,000,000.00
+    as_number(1999)                                 # 19.99, for the response
+
+Request bodies are parsed with ``parse_float=Decimal``, so a JSON number never passes
+through a float on the way in. Arithmetic is on integers only. On the way out,
+``minor / 100`` is the double nearest the decimal value, and Python writes the shortest
+text that reads back as that double: exactly the two-decimal number, for every amount
+below 2^53 minor units.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator
+
+MINOR_PER_MAJOR = 100
+_DECIMALS = 2
+_DECIMAL_TEXT = re.compile(r"^\d{1,15}(\.\d{1,2})?$")
+_MAX_DIGITS = 17  # far above any bound in use; stops 1e999999 from costing time
+
+
+def to_minor(value: Any) -> int:
+    """An amount in minor units from a JSON number or a decimal string, exactly."""
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not a boolean")
+    if isinstance(value, int):
+        return value * MINOR_PER_MAJOR
+    if isinstance(value, str):
+        if not _DECIMAL_TEXT.match(value):
+            raise ValueError("must be a decimal number such as 19.99")
+        value = Decimal(value)
+    if not isinstance(value, Decimal):
+        raise ValueError("must be a number or a decimal string")
+    if not value.is_finite():
+        raise ValueError("must be a finite number")
+    sign, digits, exponent = value.as_tuple()
+    while exponent < 0 and len(digits) > 1 and digits[-1] == 0:  # 1.50 has 1 decimal
+        digits, exponent = digits[:-1], exponent + 1
+    if exponent < -_DECIMALS:
+        raise ValueError(f"must have at most {_DECIMALS} decimals")
+    if len(digits) + exponent > _MAX_DIGITS:
+        raise ValueError("is too large")
+    minor = int("".join(map(str, digits))) * 10 ** (exponent + _DECIMALS)
+    return -minor if sign else minor
+
+
+def as_number(minor: int) -> float:
+    """The JSON number for an amount in minor units (see the module docstring)."""
+    return minor / MINOR_PER_MAJOR
+
+
+def _shown(minor: int) -> str:
+    return f"{Decimal(minor).scaleb(-_DECIMALS):,.2f}"
+
+
+def money(*, minimum: int, maximum: int) -> Any:
+    """A request field holding an amount, bounded in minor units, validated to minor units."""
+
+    def check(value: Any) -> int:
+        minor = to_minor(value)
+        if not minimum <= minor <= maximum:
+            raise ValueError(f"must be between {_shown(minimum)} and {_shown(maximum)}")
+        return minor
+
+    return Annotated[int, BeforeValidator(check)]
