@@ -1,17 +1,18 @@
-"""The order service, mounted at ``/order``. A Flask app of its own.
+"""The order service: the order lifecycle. A Flask app of its own, mounted at ``/order``.
 
-    app = create_app()                      # settings from the environment
-    app = create_app(settings)              # or given, as the composition and tests do
-
-Until its own routes land it answers ``/healthz``, ``/readyz`` and the JSON 404.
+app = create_app()                      # settings from the environment
+app = create_app(settings)              # or given, as the composition and tests do
 """
 
 from __future__ import annotations
 
 from flask import Flask
 
+from app.api import JsonApi
+from app.auth import init_jwt
 from app.platform import init_service
 from app.settings import Settings
+from order_service import resources
 from order_service.models import Base
 
 
@@ -19,4 +20,16 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
     app = Flask(__name__)
     init_service(app, settings, service="order", metadata=Base.metadata)
+    init_jwt(app, settings)
+    api = JsonApi(app)
+    api.add_resource(resources.OrderList, "/", endpoint="orders")
+    api.add_resource(resources.OrderList, "/create", endpoint="orders_create", methods=["POST"])
+    api.add_resource(resources.OrderItem, "/<id:order_id>", endpoint="order")
+    api.add_resource(
+        resources.OrderItem, "/query/<id:order_id>", endpoint="order_query", methods=["GET"]
+    )
+    api.add_resource(
+        resources.OrderItem, "/cancel/<id:order_id>", endpoint="order_cancel", methods=["DELETE"]
+    )
+    api.add_resource(resources.InternalOrder, "/internal/orders/<id:order_id>")
     return app

@@ -2,8 +2,55 @@
 
 from __future__ import annotations
 
-from sqlalchemy.orm import DeclarativeBase
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import BigInteger, CheckConstraint, Enum, Index, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from app.database import UTCDateTime, utcnow
 
 
 class Base(DeclarativeBase):
     """Tables of the order service."""
+
+
+class OrderStatus(StrEnum):
+    PENDING = "pending"
+    PAID = "paid"
+    CANCELLED = "cancelled"
+    REFUNDED = "refunded"
+
+
+class Order(Base):
+    """An order; money in minor units (cents). Rows are never deleted: cancelling marks."""
+
+    __tablename__ = "orders"
+    __table_args__ = (
+        Index("ix_orders_userid_id", "userid", "id"),  # a user's list, newest first
+        Index("ix_orders_userid_status_id", "userid", "status", "id"),  # ... by status
+        Index("ix_orders_status_id", "status", "id"),  # an admin's list by status
+        CheckConstraint("quantity BETWEEN 1 AND 1000", name="ck_orders_quantity"),
+        CheckConstraint("price_minor > 0", name="ck_orders_price"),
+        CheckConstraint("amount_minor = price_minor * quantity", name="ck_orders_amount"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    userid: Mapped[int]
+    product: Mapped[str] = mapped_column(String(200))
+    price_minor: Mapped[int] = mapped_column(BigInteger)
+    quantity: Mapped[int]
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[OrderStatus] = mapped_column(
+        Enum(
+            OrderStatus,
+            native_enum=False,
+            length=16,
+            create_constraint=True,
+            values_callable=lambda statuses: [status.value for status in statuses],
+        ),
+        default=OrderStatus.PENDING,
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -13,6 +13,7 @@ from support import (
     HttpTransport,
     Server,
     ServiceClient,
+    Shop,
     WsgiTransport,
     database_urls,
     make_settings,
@@ -81,6 +82,41 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     server = Server.start(tmp_path_factory.mktemp("live"))
     yield server
     server.stop()
+
+
+@pytest.fixture(params=[*BACKENDS, "waitress"])
+def shop(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Shop]:
+    """The composed application: in-process on each backend, then a real waitress server."""
+    if request.param == "waitress":
+        server = request.getfixturevalue("live_server")
+        transports = {name: HttpTransport(f"{server.url}/{name}") for name in ("user", "order")}
+
+        def run_command(args: list[str], env: dict[str, str]) -> tuple[int, str]:
+            result = server.cli(*args, **env)
+            return result.returncode, result.stdout + result.stderr
+    else:
+        application = create_application(
+            make_settings(tmp_path, database_urls(request.param, tmp_path))
+        )
+        for service in application.services.values():
+            platform_of(service).database.create_schema()
+        client = Client(application)
+        transports = {
+            name: WsgiTransport(client, on_close=application.dispose, prefix=f"/{name}")
+            for name in ("user", "order")
+        }
+        runner = application.services["user"].test_cli_runner()
+
+        def run_command(args: list[str], env: dict[str, str]) -> tuple[int, str]:
+            result = runner.invoke(args=args, env=env)
+            return result.exit_code, result.output
+
+    yield Shop(
+        users=ServiceClient(transports["user"], run_command),
+        orders=ServiceClient(transports["order"], run_command),
+    )
+    for transport in transports.values():
+        transport.close()
 
 
 @pytest.fixture(params=[*BACKENDS, "waitress"])

@@ -185,14 +185,15 @@ class HttpTransport:
 
 
 class WsgiTransport:
-    """Flask's or werkzeug's test client, in-process."""
+    """Flask's or werkzeug's test client, in-process; ``prefix`` picks a mounted service."""
 
-    def __init__(self, client: Any, on_close: Callable[[], None]):
+    def __init__(self, client: Any, on_close: Callable[[], None], prefix: str = ""):
         self.client = client
         self.on_close = on_close
+        self.prefix = prefix
 
     def request(self, method: str, path: str, **kwargs: Any) -> Reply:
-        response = self.client.open(path, method=method, **kwargs)
+        response = self.client.open(self.prefix + path, method=method, **kwargs)
         is_json = response.mimetype == "application/json"
         return Reply(
             response.status_code,
@@ -283,6 +284,14 @@ class ServiceClient:
         account = self.login(Account(0, username, email, PASSWORD, role="admin"))
         account.id = int(jwt.decode(account.access, options={"verify_signature": False})["sub"])
         return account
+
+
+@dataclass
+class Shop:
+    """The composed application: accounts through ``users``, orders through ``orders``."""
+
+    users: ServiceClient
+    orders: ServiceClient
 
 
 def forge(claims: dict[str, Any], *, key: str = SECRET, algorithm: str = "HS256", **header: Any):

@@ -1,0 +1,66 @@
+"""The order service's HTTP resources: parse, apply the rule, answer."""
+
+from __future__ import annotations
+
+from flask import Response
+from flask_restful import Resource
+
+from app.auth import access_required, current_caller, service_required
+from app.platform import unit_of_work
+from app.responses import created, ok
+from app.validation import parse, parse_query
+from order_service import service
+from order_service.schemas import NewOrder, OrderFacts, OrderOut, OrderPage, OrderQuery
+
+
+class OrderList(Resource):
+    method_decorators = [access_required]
+
+    def get(self) -> Response:
+        """The caller's orders, newest first, a page at a time."""
+        query = parse_query(OrderQuery)
+        with unit_of_work() as session:
+            page = service.list_orders(session, current_caller(), query)
+            items = [OrderOut.of(order) for order in page.items]
+        return ok(OrderPage(items=items, next_cursor=page.next_cursor))
+
+    def post(self) -> Response:
+        """Place an order for the caller."""
+        form = parse(NewOrder)
+        with unit_of_work() as session:
+            order = service.place_order(session, current_caller(), form)
+            out = OrderOut.of(order)
+        return created(out, "order placed")
+
+
+class OrderItem(Resource):
+    method_decorators = [access_required]
+
+    def get(self, order_id: int) -> Response:
+        """One order, for its owner or an admin."""
+        with unit_of_work() as session:
+            return ok(OrderOut.of(service.owned_order(session, current_caller(), order_id)))
+
+    def delete(self, order_id: int) -> Response:
+        """Cancel an order (kept, never deleted); cancelling again changes nothing."""
+        with unit_of_work() as session:
+            out = OrderOut.of(service.cancel_order(session, current_caller(), order_id))
+        return ok(out, "order cancelled")
+
+
+class InternalOrder(Resource):
+    method_decorators = [service_required]
+
+    def get(self, order_id: int) -> Response:
+        """What another service may know of an order: owner, amount, currency, status."""
+        with unit_of_work() as session:
+            order = service.find_order(session, order_id)
+            return ok(
+                OrderFacts(
+                    id=order.id,
+                    userid=order.userid,
+                    amount_minor=order.amount_minor,
+                    currency=order.currency,
+                    status=order.status,
+                )
+            )

@@ -1,0 +1,81 @@
+"""Request and response models of the order service."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, Field, StrictInt
+
+from app.money import as_number, money
+from app.pagination import Cursor
+from app.validation import RequestModel, text
+from order_service.models import Order, OrderStatus
+
+MAX_PRICE_MINOR = 100_000_000  # 1,000,000.00
+
+
+def _user_id(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.isdecimal() and value.isascii() and len(value) <= 18:
+        return int(value)
+    raise ValueError("must be an integer or a numeric string")
+
+
+class NewOrder(RequestModel):
+    product: text(min_length=1, max_length=200, pattern=r"\S")
+    price: money(minimum=1, maximum=MAX_PRICE_MINOR)
+    """In minor units once validated."""
+    quantity: Annotated[StrictInt, Field(ge=1, le=1000)] = 1
+    currency: text(min_length=3, max_length=3, pattern=r"^[A-Z]{3}$") = "USD"
+    userid: Annotated[int, BeforeValidator(_user_id)] | None = None
+
+
+class OrderQuery(RequestModel):
+    status: OrderStatus | None = None
+    limit: Annotated[int, Field(ge=1, le=100)] = 20
+    cursor: Cursor | None = None
+
+
+class OrderOut(BaseModel):
+    id: int
+    userid: int
+    product: str
+    price: float
+    quantity: int
+    amount: float
+    currency: str
+    status: OrderStatus
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, order: Order) -> OrderOut:
+        return cls(
+            id=order.id,
+            userid=order.userid,
+            product=order.product,
+            price=as_number(order.price_minor),
+            quantity=order.quantity,
+            amount=as_number(order.amount_minor),
+            currency=order.currency,
+            status=order.status,
+            created_at=order.created_at,
+            updated_at=order.updated_at,
+        )
+
+
+class OrderPage(BaseModel):
+    items: list[OrderOut]
+    next_cursor: str | None
+
+
+class OrderFacts(BaseModel):
+    """What another service may read of an order (internal route): money in minor units."""
+
+    id: int
+    userid: int
+    amount_minor: int
+    currency: str
+    status: OrderStatus

@@ -1,0 +1,94 @@
+"""The order service's rules: placing, reading, listing, cancelling. No Flask, no commit."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.auth import Caller
+from app.database import utcnow
+from app.errors import Forbidden, NotFound
+from app.pagination import Page, keyset_page
+from order_service.models import Order, OrderStatus
+from order_service.schemas import NewOrder, OrderQuery
+
+TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
+    OrderStatus.PENDING: frozenset({OrderStatus.PAID, OrderStatus.CANCELLED}),
+    OrderStatus.PAID: frozenset({OrderStatus.CANCELLED, OrderStatus.REFUNDED}),
+    OrderStatus.CANCELLED: frozenset({OrderStatus.REFUNDED}),  # a paid order's refund lands
+    OrderStatus.REFUNDED: frozenset(),
+}
+
+
+class IllegalTransition(Exception):
+    """A status change the lifecycle does not allow; callers decide what it means to them."""
+
+    def __init__(self, order: Order, target: OrderStatus):
+        super().__init__(f"order {order.id} cannot go from {order.status} to {target}")
+        self.current = order.status
+        self.target = target
+
+
+def transition(order: Order, target: OrderStatus) -> None:
+    """Move ``order`` to ``target`` or raise: the one place a status changes."""
+    if target not in TRANSITIONS[order.status]:
+        raise IllegalTransition(order, target)
+    order.status = target
+    order.updated_at = utcnow()
+
+
+def place_order(session: Session, caller: Caller, form: NewOrder) -> Order:
+    """A pending order for the caller; ``amount = price * quantity`` in integer cents."""
+    if form.userid is not None and form.userid != caller.id:
+        raise Forbidden("userid must be your own id")
+    now = utcnow()
+    order = Order(
+        userid=caller.id,
+        product=form.product,
+        price_minor=form.price,
+        quantity=form.quantity,
+        amount_minor=form.price * form.quantity,
+        currency=form.currency,
+        status=OrderStatus.PENDING,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(order)
+    session.flush()
+    return order
+
+
+def find_order(session: Session, order_id: int, *, for_update: bool = False) -> Order:
+    order = session.get(Order, order_id, with_for_update=for_update)
+    if order is None:
+        raise NotFound("order")
+    return order
+
+
+def owned_order(
+    session: Session, caller: Caller, order_id: int, *, for_update: bool = False
+) -> Order:
+    """The order, if the caller owns it or is an admin (403 otherwise, 404 if none)."""
+    order = find_order(session, order_id, for_update=for_update)
+    if order.userid != caller.id and not caller.is_admin:
+        raise Forbidden("this order is not yours")
+    return order
+
+
+def cancel_order(session: Session, caller: Caller, order_id: int) -> Order:
+    """Cancel a pending or paid order; cancelling again returns it unchanged."""
+    order = owned_order(session, caller, order_id, for_update=True)
+    if order.status in (OrderStatus.CANCELLED, OrderStatus.REFUNDED):
+        return order
+    transition(order, OrderStatus.CANCELLED)
+    return order
+
+
+def list_orders(session: Session, caller: Caller, query: OrderQuery) -> Page[Order]:
+    """The caller's orders (an admin's: everyone's), newest first, one keyset page."""
+    statement = select(Order).order_by(Order.id.desc())
+    if not caller.is_admin:
+        statement = statement.where(Order.userid == caller.id)
+    if query.status is not None:
+        statement = statement.where(Order.status == query.status)
+    return keyset_page(session, statement, Order.id, after=query.cursor, limit=query.limit)
