@@ -20,7 +20,7 @@ from pydantic import BeforeValidator
 
 MINOR_PER_MAJOR = 100
 _DECIMALS = 2
-_DECIMAL_TEXT = re.compile(r"^\d{1,15}(\.\d{1,2})?$")
+_DECIMAL_TEXT = re.compile(r"^\d{1,15}(\.\d{1,15})?$")
 _MAX_DIGITS = 17  # far above any bound in use; stops 1e999999 from costing time
 
 
@@ -39,8 +39,8 @@ def to_minor(value: Any) -> int:
     if not value.is_finite():
         raise ValueError("must be a finite number")
     sign, digits, exponent = value.as_tuple()
-    while exponent < 0 and len(digits) > 1 and digits[-1] == 0:  # 1.50 has 1 decimal
-        digits, exponent = digits[:-1], exponent + 1
+    while exponent < 0 and digits[-1] == 0:  # 1.50 has 1 decimal, 0.000 none
+        digits, exponent = digits[:-1] or (0,), exponent + 1
     if exponent < -_DECIMALS:
         raise ValueError(f"must have at most {_DECIMALS} decimals")
     if len(digits) + exponent > _MAX_DIGITS:
