@@ -19,6 +19,7 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from app import __version__
 from app.platform import init_web, platform_of, readiness
 from app.responses import ok
+from app.service_client import Peers
 from app.settings import ConfigError, ServiceSpec, Settings
 
 if TYPE_CHECKING:
@@ -28,17 +29,19 @@ if TYPE_CHECKING:
 class Application(DispatcherMiddleware):
     """The composed WSGI app; ``services`` maps each mounted name to its Flask app."""
 
-    def __init__(self, root: Flask, services: Mapping[str, WSGIApplication]):
+    def __init__(self, root: Flask, services: Mapping[str, WSGIApplication], peers: Peers):
         super().__init__(root, {f"/{name}": service for name, service in services.items()})
         self.root = root
         self.services = dict(services)
+        self.peers = peers
 
     def dispose(self) -> None:
-        """Close every service's database connections."""
+        """Stop the outbox sweepers and close every connection to databases and services."""
         for service in self.services.values():
             platform = platform_of(service)
             if platform is not None:
-                platform.database.dispose()
+                platform.close()
+        self.peers.close()
 
 
 def load_factory(spec: ServiceSpec) -> Callable[[Settings], WSGIApplication]:
@@ -90,4 +93,9 @@ def create_root_app(services: Mapping[str, WSGIApplication]) -> Flask:
 def create_application(settings: Settings | None = None) -> Application:
     settings = settings or Settings.from_env()
     services = {spec.name: load_factory(spec)(settings) for spec in settings.services}
-    return Application(create_root_app(services), services)
+    peers = Peers(settings, services)
+    for service in services.values():
+        platform = platform_of(service)
+        if platform is not None:
+            platform.connect(peers)
+    return Application(create_root_app(services), services, peers)

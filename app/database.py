@@ -11,7 +11,7 @@ pysqlite serializable recipe: concurrent writers queue instead of failing or rac
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -74,6 +74,8 @@ class Database:
     engine: Engine
     metadata: MetaData
     sessions: sessionmaker[Session]
+    after_commit: Callable[[list[str]], None] | None = None
+    """Called with the ids of the events a unit of work published, once it has committed."""
 
     @classmethod
     def connect(cls, url: str, metadata: MetaData, *, synchronous: str = "NORMAL") -> Database:
@@ -92,8 +94,12 @@ class Database:
     @contextmanager
     def unit_of_work(self) -> Iterator[Session]:
         """One transaction: committed when the block ends, rolled back if it raises."""
-        with self.sessions() as session, session.begin():
-            yield session
+        with self.sessions(info={"metadata": self.metadata}) as session:
+            with session.begin():
+                yield session
+            published = session.info.get("published")
+        if published and self.after_commit is not None:
+            self.after_commit(published)
 
     def create_schema(self) -> None:
         self.metadata.create_all(self.engine)

@@ -24,8 +24,10 @@ from werkzeug.routing import IntegerConverter, Map
 
 from app.database import Database
 from app.errors import ServiceUnavailable, register_error_handlers
+from app.events import Relay, Sweeper
 from app.request_id import init_request_id
 from app.responses import ok
+from app.service_client import Peers
 from app.settings import Settings
 
 MAX_BODY_BYTES = 64 * 1024
@@ -50,6 +52,25 @@ class Platform:
     service: str
     settings: Settings
     database: Database
+    peers: Peers | None = None
+    """The other services; set by the composition, which knows them all."""
+    relay: Relay | None = None
+    """Set by ``init_events`` for a service that publishes or receives events."""
+    sweeper: Sweeper | None = None
+
+    def connect(self, peers: Peers) -> None:
+        """Learn the other services and, if this service has an outbox, start its sweeper."""
+        self.peers = peers
+        interval = self.settings.outbox_sweep_seconds
+        if self.relay is not None and interval > 0:
+            self.sweeper = Sweeper(self.relay, interval)
+            self.sweeper.start()
+
+    def close(self) -> None:
+        """Stop the sweeper after its current delivery, then close the connections."""
+        if self.sweeper is not None:
+            self.sweeper.stop()
+        self.database.dispose()
 
 
 def init_web(app: Flask) -> None:

@@ -20,6 +20,8 @@ ENVIRONMENTS = ("development", "testing", "production")
 DEFAULT_SERVICES = "user,order,payment"
 MIN_SECRET_LENGTH = 32
 _SERVICE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_SERVICE_URL = re.compile(r"^MICROSHOP_([A-Z][A-Z0-9_]*)_URL$")
+_NOT_SERVICES = {"REDIS"}
 
 
 class ConfigError(Exception):
@@ -52,7 +54,9 @@ class Settings:
     instance_dir: Path
     services: tuple[ServiceSpec, ...]
     database_urls: Mapping[str, str] = field(default_factory=dict)
+    service_urls: Mapping[str, str] = field(default_factory=dict)
     redis_url: str | None = None
+    outbox_sweep_seconds: float = 2.0
     access_token_ttl: int = 15 * 60
     refresh_token_ttl: int = 30 * 24 * 60 * 60
     login_rate_limit: str = "10 per minute"
@@ -94,11 +98,44 @@ class Settings:
                 for spec in services
                 if environ.get(f"MICROSHOP_{spec.name.upper()}_DATABASE_URL")
             },
+            service_urls=_service_urls(environ),
             redis_url=environ.get("MICROSHOP_REDIS_URL") or None,
+            outbox_sweep_seconds=_seconds(environ, "MICROSHOP_OUTBOX_SWEEP_SECONDS", 2.0),
             access_token_ttl=_positive_int(environ, "MICROSHOP_ACCESS_TOKEN_TTL", 15 * 60),
             refresh_token_ttl=_positive_int(environ, "MICROSHOP_REFRESH_TOKEN_TTL", 30 * 86400),
             login_rate_limit=environ.get("MICROSHOP_LOGIN_RATE_LIMIT", "10 per minute"),
         )
+
+
+def _service_urls(environ: Mapping[str, str]) -> dict[str, str]:
+    """``MICROSHOP_<NAME>_URL``: where a service that is not mounted here answers.
+
+    ``MICROSHOP_TEST_*`` belong to the test suite, ``*_DATABASE_URL`` to databases."""
+    urls = {}
+    for key, value in environ.items():
+        match = _SERVICE_URL.match(key)
+        name = match[1] if match else ""
+        if not value or not name or name in _NOT_SERVICES or name.startswith("TEST_"):
+            continue
+        if name.endswith("_DATABASE"):
+            continue
+        if not value.startswith(("http://", "https://")):
+            raise ConfigError(f"{key} must be an http:// or https:// base URL, not {value!r}")
+        urls[name.lower()] = value.rstrip("/")
+    return urls
+
+
+def _seconds(environ: Mapping[str, str], name: str, default: float) -> float:
+    raw = environ.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, not {raw!r}") from None
+    if not 0 <= value < 3600:
+        raise ConfigError(f"{name} must be between 0 (off) and 3600 seconds")
+    return value
 
 
 def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
