@@ -10,17 +10,28 @@ from flask import Flask
 
 from app.api import JsonApi
 from app.auth import init_jwt
+from app.deny_list import DENY_LIST_HANDLERS, deny_list_check
+from app.events import init_events
 from app.platform import init_service
 from app.settings import Settings
-from order_service import resources
+from order_service import events, resources
 from order_service.models import Base
 
 
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
     app = Flask(__name__)
-    init_service(app, settings, service="order", metadata=Base.metadata)
-    init_jwt(app, settings)
+    platform = init_service(app, settings, service="order", metadata=Base.metadata)
+    init_jwt(app, settings, is_revoked=deny_list_check(platform.database))
+    init_events(
+        app,
+        platform,
+        handlers={
+            **DENY_LIST_HANDLERS,
+            "payment.succeeded": events.on_payment_succeeded,
+            "payment.refunded": events.on_payment_refunded,
+        },
+    )
     api = JsonApi(app)
     api.add_resource(resources.OrderList, "/", endpoint="orders")
     api.add_resource(resources.OrderList, "/create", endpoint="orders_create", methods=["POST"])

@@ -9,10 +9,16 @@ from sqlalchemy import BigInteger, CheckConstraint, Enum, Index, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from app.database import UTCDateTime, utcnow
+from app.deny_list import add_deny_list_tables
+from app.events import add_event_tables
 
 
 class Base(DeclarativeBase):
     """Tables of the order service."""
+
+
+add_event_tables(Base.metadata)
+add_deny_list_tables(Base.metadata)
 
 
 class OrderStatus(StrEnum):

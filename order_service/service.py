@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 from app.auth import Caller
 from app.database import utcnow
 from app.errors import Forbidden, NotFound
+from app.events import publish
 from app.pagination import Page, keyset_page
 from order_service.models import Order, OrderStatus
 from order_service.schemas import NewOrder, OrderQuery
@@ -76,11 +77,17 @@ def owned_order(
 
 
 def cancel_order(session: Session, caller: Caller, order_id: int) -> Order:
-    """Cancel a pending or paid order; cancelling again returns it unchanged."""
+    """Cancel a pending or paid order; cancelling again returns it unchanged.
+
+    A paid order's payment is refunded in full (``order.cancelled``); the refund's event
+    then ends the order ``refunded``."""
     order = owned_order(session, caller, order_id, for_update=True)
     if order.status in (OrderStatus.CANCELLED, OrderStatus.REFUNDED):
         return order
+    was_paid = order.status is OrderStatus.PAID
     transition(order, OrderStatus.CANCELLED)
+    if was_paid:
+        publish(session, "order.cancelled", {"order_id": order.id})
     return order
 
 

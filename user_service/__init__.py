@@ -10,6 +10,7 @@ from flask import Flask
 
 from app.api import JsonApi
 from app.auth import init_jwt
+from app.events import init_events
 from app.platform import init_service
 from app.settings import Settings
 from user_service import resources, service
@@ -28,6 +29,7 @@ def create_app(settings: Settings | None = None) -> Flask:
             return service.is_revoked(session, claims)
 
     init_jwt(app, settings, is_revoked=is_revoked)
+    init_events(app, platform, handlers={})  # it publishes; it subscribes to nothing
     api = JsonApi(app)
     api.add_resource(resources.Registrations, "/register")
     api.add_resource(resources.Logins, "/login", endpoint="login")

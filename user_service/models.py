@@ -8,10 +8,14 @@ from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from app.database import UTCDateTime, utcnow
+from app.events import add_event_tables
 
 
 class Base(DeclarativeBase):
     """Tables of the user service."""
+
+
+add_event_tables(Base.metadata)
 
 
 class User(Base):

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from app.auth import Caller
 from app.database import utcnow
 from app.errors import Conflict, Forbidden, InvalidCredentials, NotFound
+from app.events import publish
 from user_service import passwords
 from user_service.models import RevokedToken, User
 from user_service.schemas import Credentials, PasswordChange, Registration
@@ -83,11 +84,14 @@ def change_password(session: Session, caller: Caller, form: PasswordChange) -> U
         raise InvalidCredentials("old password is wrong")
     user.password_hash = passwords.hash_password(form.new_password)
     user.token_version += 1
+    publish(session, "user.tokens_invalidated", {"user_id": user.id, "version": user.token_version})
     return user
 
 
 def revoke_tokens(session: Session, tokens: Iterable[Mapping[str, Any]]) -> None:
-    """Put tokens (their claims) on the deny list for good; revoking twice is harmless."""
+    """Put tokens (their claims) on the deny list for good, and tell the other services.
+
+    Revoking twice is harmless."""
     now = utcnow()
     session.execute(delete(RevokedToken).where(RevokedToken.expires_at < now))
     for claims in tokens:
@@ -104,6 +108,11 @@ def revoke_tokens(session: Session, tokens: Iterable[Mapping[str, Any]]) -> None
                 )
         except IntegrityError:  # a concurrent logout revoked it first
             continue
+        publish(
+            session,
+            "token.revoked",
+            {"jti": claims["jti"], "user_id": int(claims["sub"]), "expires_at": claims["exp"]},
+        )
 
 
 def is_revoked(session: Session, claims: Mapping[str, Any]) -> bool:
