@@ -2,8 +2,104 @@
 
 from __future__ import annotations
 
-from sqlalchemy.orm import DeclarativeBase
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Enum,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from app.database import UTCDateTime, utcnow
+from app.deny_list import add_deny_list_tables
+from app.events import add_event_tables
 
 
 class Base(DeclarativeBase):
     """Tables of the payment service."""
+
+
+add_event_tables(Base.metadata)
+add_deny_list_tables(Base.metadata)
+
+
+class PaymentStatus(StrEnum):
+    PROCESSING = "processing"
+    """Internal: reserved and being charged; never shown to clients."""
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    PARTIALLY_REFUNDED = "partially_refunded"
+    REFUNDED = "refunded"
+
+
+class Payment(Base):
+    """A charge of an order's amount; failed attempts are kept too."""
+
+    __tablename__ = "payments"
+    __table_args__ = (
+        Index("ix_payments_userid_id", "userid", "id"),
+        Index("ix_payments_order_id_id", "order_id", "id"),
+        CheckConstraint("refunded_minor BETWEEN 0 AND amount_minor", name="ck_payments_refunded"),
+        CheckConstraint("amount_minor > 0", name="ck_payments_amount"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(BigInteger)
+    userid: Mapped[int] = mapped_column(BigInteger)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[PaymentStatus] = mapped_column(
+        Enum(
+            PaymentStatus,
+            native_enum=False,
+            length=24,
+            create_constraint=True,
+            values_callable=lambda statuses: [status.value for status in statuses],
+        )
+    )
+    refunded_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    method: Mapped[str] = mapped_column(String(64))
+    charged_order_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    """The order id while this payment holds or has taken the order's one charge, else
+    NULL: the unique index lets at most one payment per order succeed, whatever races."""
+    provider_reference: Mapped[str | None] = mapped_column(String(128))
+    failure_reason: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    @property
+    def remaining_minor(self) -> int:
+        return self.amount_minor - self.refunded_minor
+
+
+class Refund(Base):
+    __tablename__ = "refunds"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"), index=True)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    provider_reference: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class IdempotencyRecord(Base):
+    """One caller's ``Idempotency-Key``: the request it stood for, and the answer given."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("userid", "key", name="uq_idempotency_userid_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    userid: Mapped[int] = mapped_column(BigInteger)
+    key: Mapped[str] = mapped_column(String(255))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    response_status: Mapped[int | None]
+    """None while the first request runs."""
+    response_body: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

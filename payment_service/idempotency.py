@@ -1,0 +1,121 @@
+"""``Idempotency-Key`` on POSTs, as Stripe does it, scoped to the caller and kept 24 hours.
+
+    class PaymentList(Resource):
+        method_decorators = [idempotent("pay"), access_required]   # the token is checked first
+
+The first request with a key records it before any work starts, so a concurrent twin
+finds it and gets 409 ``request_in_progress``. When the first finishes, its status and
+body are stored; a repeat with the same body gets them again with
+``Idempotent-Replayed: true``, one with another body 422 ``idempotency_key_mismatch``.
+A 5xx is not stored: the key is freed so the client may retry.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from flask import Response, current_app, request
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+
+from app.auth import current_caller
+from app.database import utcnow
+from app.errors import ApiError, Conflict, ValidationFailed
+from app.platform import current_platform
+from payment_service.models import IdempotencyRecord
+
+HEADER = "Idempotency-Key"
+KEEP = timedelta(hours=24)
+
+
+class KeyMismatch(ApiError):
+    status, slug = 422, "idempotency_key_mismatch"
+    message = "this Idempotency-Key was used with a different request"
+
+
+def _fingerprint(operation: str, view_args: dict[str, Any]) -> str:
+    raw = request.get_data(cache=True)
+    try:
+        body = json.dumps(json.loads(raw), sort_keys=True, separators=(",", ":"))
+    except ValueError:
+        body = raw.decode("utf-8", "replace")
+    text = json.dumps([operation, view_args, body], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _claim(userid: int, key: str, fingerprint: str) -> Response | None:
+    """Record the key as running; or answer what an earlier use of it calls for."""
+    database = current_platform().database
+    try:
+        with database.unit_of_work() as session:
+            session.execute(
+                delete(IdempotencyRecord).where(IdempotencyRecord.created_at < utcnow() - KEEP)
+            )
+            session.add(IdempotencyRecord(userid=userid, key=key, fingerprint=fingerprint))
+        return None
+    except IntegrityError:
+        pass
+    with database.unit_of_work() as session:
+        record = session.scalar(
+            select(IdempotencyRecord).where(
+                IdempotencyRecord.userid == userid, IdempotencyRecord.key == key
+            )
+        )
+        if record is None:  # the first use failed with a 5xx and freed the key: claim again
+            return _claim(userid, key, fingerprint)
+        if record.fingerprint != fingerprint:
+            raise KeyMismatch()
+        if record.response_status is None:
+            raise Conflict("request_in_progress", "a request with this Idempotency-Key is running")
+        replay = current_app.response_class(
+            record.response_body, status=record.response_status, mimetype="application/json"
+        )
+    replay.headers["Idempotent-Replayed"] = "true"
+    return replay
+
+
+def _finish(userid: int, key: str, response: Response) -> None:
+    with current_platform().database.unit_of_work() as session:
+        record = session.scalar(
+            select(IdempotencyRecord).where(
+                IdempotencyRecord.userid == userid, IdempotencyRecord.key == key
+            )
+        )
+        if response.status_code >= 500:
+            session.delete(record)
+        else:
+            record.response_status = response.status_code
+            record.response_body = response.get_data(as_text=True)
+
+
+def idempotent(operation: str) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
+    def decorate(view: Callable[..., Response]) -> Callable[..., Response]:
+        @functools.wraps(view)
+        def run_once(*args: Any, **kwargs: Any) -> Response:
+            key = request.headers.get(HEADER)
+            if key is None:
+                return view(*args, **kwargs)
+            if not 1 <= len(key) <= 255 or not key.isprintable() or not key.isascii():
+                raise ValidationFailed({HEADER: "must be 1 to 255 printable ASCII characters"})
+            userid = current_caller().id
+            replay = _claim(userid, key, _fingerprint(operation, kwargs))
+            if replay is not None:
+                return replay
+            try:
+                response = view(*args, **kwargs)
+            except ApiError as error:  # a refusal is an answer too, and is replayed as such
+                response = current_app.make_response(current_app.handle_user_exception(error))
+            except Exception:
+                _finish(userid, key, current_app.response_class(status=500))
+                raise
+            _finish(userid, key, response)
+            return response
+
+        return run_once
+
+    return decorate

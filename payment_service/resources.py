@@ -1,0 +1,65 @@
+"""The payment service's HTTP resources: parse, apply the rule, answer."""
+
+from __future__ import annotations
+
+from flask import Response
+from flask_restful import Resource
+
+from app.auth import access_required, current_caller
+from app.platform import unit_of_work
+from app.responses import created, ok
+from app.validation import parse, parse_query
+from payment_service import service
+from payment_service.checkout import Checkout
+from payment_service.idempotency import idempotent
+from payment_service.schemas import (
+    NewPayment,
+    PaymentOut,
+    PaymentPage,
+    PaymentQuery,
+    RefundOut,
+    RefundRequest,
+)
+
+
+class PaymentList(Resource):
+    method_decorators = {"get": [access_required], "post": [idempotent("pay"), access_required]}
+
+    def __init__(self, checkout: Checkout):
+        self.checkout = checkout
+
+    def get(self) -> Response:
+        """The caller's payments, newest first, a page at a time."""
+        query = parse_query(PaymentQuery)
+        with unit_of_work() as session:
+            page = service.list_payments(session, current_caller(), query)
+            items = [PaymentOut.of(payment) for payment in page.items]
+        return ok(PaymentPage(items=items, next_cursor=page.next_cursor))
+
+    def post(self) -> Response:
+        """Pay an order in full; the order becomes paid."""
+        form = parse(NewPayment)
+        payment = self.checkout.pay(current_caller(), form)
+        return created(PaymentOut.of(payment), "payment succeeded")
+
+
+class PaymentItem(Resource):
+    method_decorators = [access_required]
+
+    def get(self, payment_id: int) -> Response:
+        """One payment, for its payer or an admin."""
+        with unit_of_work() as session:
+            return ok(PaymentOut.of(service.visible_payment(session, current_caller(), payment_id)))
+
+
+class PaymentRefunds(Resource):
+    method_decorators = [idempotent("refund"), access_required]
+
+    def __init__(self, checkout: Checkout):
+        self.checkout = checkout
+
+    def post(self, payment_id: int) -> Response:
+        """Refund part or all of what is left of a payment."""
+        form = parse(RefundRequest, optional=True)
+        refund = self.checkout.refund(current_caller(), payment_id, form.amount)
+        return created(RefundOut.of(refund), "refunded")

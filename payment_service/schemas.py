@@ -1,0 +1,76 @@
+"""Request and response models of the payment service."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, Field, StrictInt
+
+from app.money import as_number, money
+from app.pagination import Cursor
+from app.validation import RequestModel, text
+from payment_service.models import Payment, Refund
+
+OrderId = Annotated[StrictInt, Field(ge=1, le=2**31 - 1)]
+
+
+class NewPayment(RequestModel):
+    order_id: OrderId
+    payment_method: text(min_length=1, max_length=64, pattern=r"^tok_[A-Za-z0-9_]+$") = "tok_visa"
+
+
+class RefundRequest(RequestModel):
+    amount: money(minimum=1, maximum=10**13) | None = None
+    """In minor units once validated; None refunds all that is left."""
+
+
+class PaymentQuery(RequestModel):
+    order_id: Annotated[int, Field(ge=1, le=2**31 - 1)] | None = None
+    limit: Annotated[int, Field(ge=1, le=100)] = 20
+    cursor: Cursor | None = None
+
+
+class PaymentOut(BaseModel):
+    id: int
+    order_id: int
+    userid: int
+    amount: float
+    currency: str
+    status: str
+    refunded_amount: float
+    created_at: datetime
+
+    @classmethod
+    def of(cls, payment: Payment) -> PaymentOut:
+        return cls(
+            id=payment.id,
+            order_id=payment.order_id,
+            userid=payment.userid,
+            amount=as_number(payment.amount_minor),
+            currency=payment.currency,
+            status=payment.status.value,
+            refunded_amount=as_number(payment.refunded_minor),
+            created_at=payment.created_at,
+        )
+
+
+class PaymentPage(BaseModel):
+    items: list[PaymentOut]
+    next_cursor: str | None
+
+
+class RefundOut(BaseModel):
+    id: int
+    payment_id: int
+    amount: float
+    created_at: datetime
+
+    @classmethod
+    def of(cls, refund: Refund) -> RefundOut:
+        return cls(
+            id=refund.id,
+            payment_id=refund.payment_id,
+            amount=as_number(refund.amount_minor),
+            created_at=refund.created_at,
+        )
