@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from support import (
+    SERVICES,
     HttpTransport,
     Server,
     ServiceClient,
@@ -89,7 +90,7 @@ def shop(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Shop]:
     """The composed application: in-process on each backend, then a real waitress server."""
     if request.param == "waitress":
         server = request.getfixturevalue("live_server")
-        transports = {name: HttpTransport(f"{server.url}/{name}") for name in ("user", "order")}
+        transports = {name: HttpTransport(f"{server.url}/{name}") for name in SERVICES}
 
         def run_command(args: list[str], env: dict[str, str]) -> tuple[int, str]:
             result = server.cli(*args, **env)
@@ -103,7 +104,7 @@ def shop(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Shop]:
         client = Client(application)
         transports = {
             name: WsgiTransport(client, on_close=application.dispose, prefix=f"/{name}")
-            for name in ("user", "order")
+            for name in SERVICES
         }
         runner = application.services["user"].test_cli_runner()
 
@@ -114,6 +115,7 @@ def shop(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Shop]:
     yield Shop(
         users=ServiceClient(transports["user"], run_command),
         orders=ServiceClient(transports["order"], run_command),
+        payments=ServiceClient(transports["payment"], run_command),
     )
     for transport in transports.values():
         transport.close()

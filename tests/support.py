@@ -288,10 +288,25 @@ class ServiceClient:
 
 @dataclass
 class Shop:
-    """The composed application: accounts through ``users``, orders through ``orders``."""
+    """The composed application, one client per service (each by its own paths)."""
 
     users: ServiceClient
     orders: ServiceClient
+    payments: ServiceClient
+
+    def order(self, account: Account, price: Any = "19.99", quantity: int = 1) -> dict[str, Any]:
+        reply = self.orders.post(
+            "/",
+            json={"product": "pen", "price": price, "quantity": quantity},
+            headers=account.headers,
+        )
+        assert reply.status_code == 201, reply.text
+        return reply.json["data"]
+
+    def pay(self, account: Account, order_id: int, **extra: Any) -> Reply:
+        return self.payments.post(
+            "/", json={"order_id": order_id, **extra}, headers=account.headers
+        )
 
 
 def forge(claims: dict[str, Any], *, key: str = SECRET, algorithm: str = "HS256", **header: Any):
