@@ -43,7 +43,9 @@ if TYPE_CHECKING:
     from app.platform import Platform
 
 Handler = Callable[[Session, dict[str, Any]], None]
-LEASE = timedelta(seconds=30)
+LEASE = timedelta(seconds=10)
+"""Longer than a delivery usually takes (2 s connect + 5 s read at worst); if one ever
+outlasts it, another relay may deliver the event too, and the inbox absorbs the twin."""
 MAX_BACKOFF_SECONDS = 300
 BATCH = 50
 log = logging.getLogger("microshop.events")

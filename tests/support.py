@@ -98,12 +98,13 @@ class Server:
     log: Path
 
     @classmethod
-    def start(cls, folder: Path, **extra_env: str) -> Server:
+    def start(cls, folder: Path, port: int | None = None, **extra_env: str) -> Server:
+        folder.mkdir(parents=True, exist_ok=True)
         env = server_environment(folder, **extra_env)
         subprocess.run(
             [BIN / "microshop", "init-db"], env=env, cwd=ROOT, check=True, capture_output=True
         )
-        port = free_port()
+        port = port or free_port()
         log = folder / "server.log"
         with log.open("wb") as output:
             process = subprocess.Popen(

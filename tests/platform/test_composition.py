@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from unittest.mock import ANY
 
 import pytest
 from flask import Flask
@@ -125,6 +126,19 @@ def test_the_application_embeds_under_a_prefix(application: Application):
         == "dora"
     )
     assert_envelope(client.get("/api/nope"), 404, "not_found")
+    headers = bearer(token)
+    order = client.post("/api/order/", json={"product": "pen", "price": 5}, headers=headers)
+    order_id = order.get_json()["data"]["id"]
+    paid = client.post("/api/payment/pay", json={"order_id": order_id}, headers=headers)
+    assert paid.status_code == 201
+    assert assert_envelope(client.get(f"/api/order/{order_id}", headers=headers), 200) == {
+        **order.get_json()["data"],
+        "status": "paid",
+        "updated_at": ANY,
+    }
+    assert client.delete(f"/api/order/{order_id}", headers=headers).status_code == 200
+    final = assert_envelope(client.get(f"/api/order/{order_id}", headers=headers), 200)
+    assert final["status"] == "refunded"
 
 
 def test_only_the_services_named_are_mounted(tmp_path: Path):
