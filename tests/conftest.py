@@ -17,6 +17,7 @@ from support import (
     Shop,
     WsgiTransport,
     database_urls,
+    drop_postgres_schemas,
     make_settings,
     postgres_url,
 )
@@ -41,6 +42,12 @@ BACKENDS = [
 def pytest_configure(config: pytest.Config) -> None:
     if os.environ.get("CI") and postgres_url() is None:
         raise pytest.UsageError("CI must set MICROSHOP_TEST_POSTGRES_URL: no skipping PostgreSQL")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    base = postgres_url()
+    if base is not None:
+        drop_postgres_schemas(base)
 
 
 @pytest.fixture(params=BACKENDS)

@@ -48,12 +48,23 @@ def fresh_postgres_schema(base_url: str, schema: str) -> str:
     return f"{base_url}{separator}options=-csearch_path%3D{schema}"
 
 
+def postgres_schema(service: str) -> str:
+    """Named per test process, so two runs on one database never drop each other's tables."""
+    return f"test_{os.getpid()}_{service}"
+
+
+def drop_postgres_schemas(base_url: str) -> None:
+    with psycopg.connect(base_url, autocommit=True) as connection:
+        for service in SERVICES:
+            connection.execute(f'DROP SCHEMA IF EXISTS "{postgres_schema(service)}" CASCADE')
+
+
 def database_urls(backend: str, folder: Path) -> dict[str, str]:
     if backend == "sqlite":
         return {name: f"sqlite:///{folder / f'{name}.db'}" for name in SERVICES}
     base = postgres_url()
     assert base, "PostgreSQL tests need MICROSHOP_TEST_POSTGRES_URL"
-    return {name: fresh_postgres_schema(base, f"test_{name}") for name in SERVICES}
+    return {name: fresh_postgres_schema(base, postgres_schema(name)) for name in SERVICES}
 
 
 def make_settings(folder: Path, urls: Mapping[str, str], **overrides: Any) -> Settings:
