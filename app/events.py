@@ -9,7 +9,9 @@ transaction commits, the relay delivers the event to every other service this pr
 knows (mounted or by URL) at ``POST /<service>/internal/events``; a service that does not
 handle a topic acknowledges it and moves on. Delivery retries with back-off until each
 subscriber acknowledges: right after the commit, then from a sweeper thread that runs at
-start-up and every ``MICROSHOP_OUTBOX_SWEEP_SECONDS``, so a crash loses nothing.
+start-up and every ``MICROSHOP_OUTBOX_SWEEP_SECONDS``, so a crash loses nothing. A
+mounted app without an inbox (``init_events``) takes no events; every service reached by
+URL is expected to have one.
 
 A relay claims rows with a short lease (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so
 several processes share the work) and delivers outside any transaction. Receivers record
@@ -25,10 +27,10 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from flask import Flask, Response
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, StringConstraints
 from sqlalchemy import Column, Integer, MetaData, String, Table, Text, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -43,6 +45,8 @@ if TYPE_CHECKING:
     from app.platform import Platform
 
 Handler = Callable[[Session, dict[str, Any]], None]
+INBOX = "microshop.inbox"
+"""Marks, in ``app.extensions``, a mounted app that takes events (has the inbox route)."""
 LEASE = timedelta(seconds=10)
 """Longer than a delivery usually takes (2 s connect + 5 s read at worst); if one ever
 outlasts it, another relay may deliver the event too, and the inbox absorbs the twin."""
@@ -109,11 +113,19 @@ class Relay:
         self.outbox: Table = platform.database.metadata.tables["outbox"]
 
     def subscribers(self) -> set[str]:
+        """Every other service that takes events: mounted ones with an inbox, all by URL."""
         peers = self.platform.peers
-        return set() if peers is None else peers.names() - {self.platform.service}
+        mounted = {
+            name for name, app in peers.mounted.items() if getattr(app, "extensions", {}).get(INBOX)
+        }
+        return (mounted | set(peers.urls)) - {self.platform.service}
 
     def deliver(self, event_ids: Iterable[str] | None = None) -> int:
-        """Deliver due events (only ``event_ids`` if given); returns how many are done."""
+        """Deliver due events (only ``event_ids`` if given); returns how many are done.
+
+        Until the composition has introduced the peers, nothing is delivered (nor lost)."""
+        if self.platform.peers is None:
+            return 0
         done = 0
         for row in self._claim(list(event_ids) if event_ids is not None else None):
             done += self._deliver_row(row)
@@ -222,8 +234,8 @@ class Sweeper:
 class IncomingEvent(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    id: str
-    topic: str
+    id: Annotated[str, StringConstraints(min_length=1, max_length=32)]
+    topic: Annotated[str, StringConstraints(min_length=1, max_length=64)]
     payload: dict[str, Any]
 
 
@@ -252,6 +264,7 @@ def init_events(app: Flask, platform: Platform, handlers: Mapping[str, Handler])
     """The service's inbox route and its relay; handlers run in the receiving transaction."""
     platform.relay = Relay(platform)
     platform.database.after_commit = platform.relay.deliver_after_commit
+    app.extensions[INBOX] = True
 
     @app.post("/internal/events")
     @service_required
