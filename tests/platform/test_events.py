@@ -1,0 +1,864 @@
+"""Events between services: the outbox, the relay and its sweeper, the inbox, and the
+deny list they feed in the real shop.
+
+Small services built on the platform ("pub" publishes, "sub" and friends subscribe) test
+the machinery without the shop; the last tests run the composed application."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import jwt
+import psycopg
+import pytest
+from flask import Flask
+from sqlalchemy import String, select, update
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from support import (
+    PASSWORD,
+    SECRET,
+    access_claims,
+    bearer,
+    forge,
+    free_port,
+    fresh_postgres_schema,
+    make_settings,
+    postgres_url,
+    unique,
+)
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
+from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.test import Client
+
+import user_service
+from app.auth import init_jwt, issue_service_token
+from app.composition import Application, create_application
+from app.database import Database, utcnow
+from app.events import MAX_BACKOFF_SECONDS, Relay, Sweeper, add_event_tables, backoff, init_events
+from app.events import publish as publish_event
+from app.platform import Platform, init_service, platform_of
+from app.service_client import Peers, Reply
+from app.settings import ServiceSpec, Settings
+
+ONLY_POSTGRES = pytest.param(
+    "postgresql",
+    marks=pytest.mark.skipif(
+        postgres_url() is None, reason="MICROSHOP_TEST_POSTGRES_URL is not set"
+    ),
+)
+TOPIC = "note.added"
+
+
+class Base(DeclarativeBase):
+    """Tables of the test services; each service has them in its own database."""
+
+
+add_event_tables(Base.metadata)
+
+
+class Note(Base):
+    """What a publisher changes, and what a subscriber records when it handles an event."""
+
+    __tablename__ = "notes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    text: Mapped[str] = mapped_column(String(100))
+
+
+@dataclass
+class Subscriber:
+    """A subscriber's handler, which can be made to fail, and what reached it."""
+
+    failing: bool = False
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    requests: int = 0
+
+    def on_note(self, session: Session, payload: dict[str, Any]) -> None:
+        self.calls.append(payload)
+        if self.failing:
+            raise RuntimeError("the subscriber's handler failed")
+        session.add(Note(text=payload["text"]))
+
+
+def service_app(name: str, settings: Settings, subscriber: Subscriber | None) -> Flask:
+    app = Flask(__name__)
+    platform = init_service(app, settings, service=name, metadata=Base.metadata)
+    platform.database.create_schema()
+    init_jwt(app, settings)
+    init_events(app, platform, {TOPIC: subscriber.on_note} if subscriber else {})
+    if subscriber is not None:
+
+        @app.before_request
+        def count() -> None:
+            subscriber.requests += 1
+
+    return app
+
+
+class QuietHandler(WSGIRequestHandler):
+    def log(self, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def serving(app: Any, port: int) -> Iterator[str]:
+    """``app`` over HTTP on ``port`` from a thread (one connection at a time, no keep-alive)."""
+    server = make_server("127.0.0.1", port, app, request_handler=QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+        assert not thread.is_alive()
+
+
+def rows(database: Database, table: str) -> list[dict[str, Any]]:
+    t = database.metadata.tables[table]
+    with database.unit_of_work() as session:
+        order = t.c.id if "id" in t.c else t.c.event_id
+        return [dict(row) for row in session.execute(select(t).order_by(order)).mappings()]
+
+
+def notes(database: Database) -> list[str]:
+    with database.unit_of_work() as session:
+        return list(session.scalars(select(Note.text).order_by(Note.id)))
+
+
+class Mesh:
+    """A publisher "pub", a mounted subscriber "sub", and subscribers by URL (``remote``)."""
+
+    def __init__(
+        self,
+        url_for: Callable[[str], str],
+        folder: Path,
+        *,
+        sweep: float = 0.0,
+        remote: tuple[str, ...] = (),
+        connect: bool = True,
+    ):
+        self.ports = {name: free_port() for name in remote}
+        names = ("pub", "sub", *remote)
+        self.settings = make_settings(
+            folder,
+            {name: url_for(name) for name in names},
+            outbox_sweep_seconds=sweep,
+            service_urls={name: f"http://127.0.0.1:{port}" for name, port in self.ports.items()},
+        )
+        self.subscribers = {name: Subscriber() for name in names[1:]}
+        self.apps = {"pub": service_app("pub", self.settings, None)}
+        for name, subscriber in self.subscribers.items():
+            self.apps[name] = service_app(name, self.settings, subscriber)
+        self.peers = Peers(
+            self.settings, {name: app for name, app in self.apps.items() if name not in remote}
+        )
+        self.extra: list[Database] = []
+        if connect:
+            self.connect()
+
+    def connect(self) -> None:
+        """As the composition does: every mounted service learns its peers."""
+        for name in self.peers.mounted:
+            self.platform(name).connect(self.peers)
+
+    @contextmanager
+    def serving(self, name: str) -> Iterator[str]:
+        """A remote subscriber up at its URL, mounted under ``/<name>`` as a process does."""
+        root = Flask(__name__)
+        with serving(DispatcherMiddleware(root, {f"/{name}": self.apps[name]}), self.ports[name]):
+            yield self.settings.service_urls[name]
+
+    def platform(self, name: str) -> Platform:
+        return platform_of(self.apps[name])
+
+    @property
+    def pub(self) -> Platform:
+        return self.platform("pub")
+
+    @property
+    def relay(self) -> Relay:
+        return self.pub.relay
+
+    @property
+    def subscriber(self) -> Subscriber:
+        return self.subscribers["sub"]
+
+    def publish(self, text: str, topic: str = TOPIC) -> str:
+        """A change and its event in one unit of work, as a service's request does."""
+        with self.pub.database.unit_of_work() as session:
+            session.add(Note(text=text))
+            return publish_event(session, topic, {"text": text})
+
+    def publish_unsent(self, count: int) -> list[str]:
+        """Committed events whose delivery never started, as after a crash right after commit."""
+        database = self.pub.database
+        after_commit, database.after_commit = database.after_commit, None
+        try:
+            with database.unit_of_work() as session:
+                return [publish_event(session, TOPIC, {"text": f"note {n}"}) for n in range(count)]
+        finally:
+            database.after_commit = after_commit
+
+    def outbox(self) -> list[dict[str, Any]]:
+        return rows(self.pub.database, "outbox")
+
+    def set_outbox(self, **values: Any) -> None:
+        outbox = self.pub.database.metadata.tables["outbox"]
+        with self.pub.database.unit_of_work() as session:
+            session.execute(update(outbox).values(**values))
+
+    def inbox(self, name: str = "sub") -> list[str]:
+        return [row["event_id"] for row in rows(self.platform(name).database, "inbox")]
+
+    def notes(self, name: str = "sub") -> list[str]:
+        return notes(self.platform(name).database)
+
+    def second_relay(self) -> Relay:
+        """Another relay on its own engine, as in another process of the same service."""
+        database = Database.connect(self.settings.database_url("pub"), Base.metadata)
+        self.extra.append(database)
+        return Relay(Platform("pub", self.settings, database, peers=self.peers))
+
+    def close(self) -> None:
+        for app in self.apps.values():
+            platform_of(app).close()
+        for database in self.extra:
+            database.dispose()
+        self.peers.close()
+
+
+@pytest.fixture
+def url_for(backend: str, tmp_path: Path) -> Iterator[Callable[[str], str]]:
+    """A fresh database per service name: a SQLite file, or a PostgreSQL schema of its own."""
+    schemas: list[str] = []
+
+    def make(name: str) -> str:
+        if backend == "sqlite":
+            return f"sqlite:///{tmp_path / f'{name}.db'}"
+        schema = f"events_{name}_{uuid.uuid4().hex[:10]}"
+        schemas.append(schema)
+        return fresh_postgres_schema(postgres_url(), schema)
+
+    yield make
+    if schemas:
+        with psycopg.connect(postgres_url(), autocommit=True) as connection:
+            for schema in schemas:
+                connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture
+def mesh(url_for: Callable[[str], str], tmp_path: Path) -> Iterator[Callable[..., Mesh]]:
+    made: list[Mesh] = []
+
+    def make(**options: Any) -> Mesh:
+        made.append(Mesh(url_for, tmp_path, **options))
+        return made[-1]
+
+    yield make
+    for each in made:
+        each.close()
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 10.0) -> float:
+    """Seconds until ``condition()`` held; fails after ``timeout``."""
+    start = time.monotonic()
+    while not condition():
+        assert time.monotonic() - start < timeout, "condition not met in time"
+        time.sleep(0.05)
+    return time.monotonic() - start
+
+
+def assert_pushed_back(row: dict[str, Any], attempts_before: int, start: datetime, end: datetime):
+    """``next_attempt_at`` is the failure's time plus ``backoff(attempts before it)``."""
+    delay = backoff(attempts_before)
+    assert start + delay <= row["next_attempt_at"] <= end + delay
+
+
+# --- the outbox: an event exists exactly when its change committed ---------------------
+
+
+def test_an_event_published_in_a_rolled_back_unit_of_work_is_never_recorded_or_sent(mesh):
+    shop = mesh()
+
+    def change_that_fails() -> None:
+        with shop.pub.database.unit_of_work() as session:
+            session.add(Note(text="lost"))
+            publish_event(session, TOPIC, {"text": "lost"})
+            raise RuntimeError("the change failed")
+
+    with pytest.raises(RuntimeError, match="the change failed"):
+        change_that_fails()
+
+    assert shop.outbox() == []
+    assert notes(shop.pub.database) == []
+    assert shop.relay.deliver() == 0
+    assert shop.subscriber.calls == []
+    assert shop.subscriber.requests == 0
+    assert shop.inbox() == []
+
+
+def test_a_committed_event_is_delivered_right_after_commit_and_marked_delivered(mesh):
+    shop = mesh()
+    start = utcnow()
+    with shop.pub.database.unit_of_work() as session:
+        session.add(Note(text="kept"))
+        event_id = publish_event(session, TOPIC, {"text": "kept"})
+        assert shop.subscriber.calls == []  # nothing leaves before the commit
+    end = utcnow()
+
+    assert shop.subscriber.calls == [{"text": "kept"}]
+    assert shop.notes() == ["kept"]
+    assert shop.inbox() == [event_id]
+    [row] = shop.outbox()
+    assert row["event_id"] == event_id
+    assert row["topic"] == TOPIC
+    assert json.loads(row["payload"]) == {"text": "kept"}
+    assert row["delivered_to"] == "sub"
+    assert start <= row["delivered_at"] <= end
+    assert row["attempts"] == 0
+    assert row["lease_until"] is None
+    assert row["last_error"] is None
+    assert shop.relay.deliver() == 0  # nothing left to do
+
+
+def test_an_event_is_delivered_to_every_peer_and_retried_only_for_the_one_that_failed(mesh):
+    shop = mesh(remote=("zoo",))  # "zoo" is configured by URL, but not running yet
+    event_id = shop.publish("both")
+
+    [row] = shop.outbox()
+    assert row["delivered_at"] is None
+    assert row["delivered_to"] == "sub"
+    assert row["attempts"] == 1
+    assert "zoo: zoo service unavailable" in row["last_error"]
+    assert shop.subscriber.calls == [{"text": "both"}]
+
+    with shop.serving("zoo"):
+        assert shop.relay.deliver([event_id]) == 1
+        shop.peers.close()
+
+    [row] = shop.outbox()
+    assert row["delivered_to"] == "sub,zoo"
+    assert row["delivered_at"] is not None
+    assert shop.subscribers["zoo"].calls == [{"text": "both"}]
+    assert shop.notes("zoo") == ["both"]
+    assert shop.subscriber.requests == 1  # not sent again to the peer that had it
+
+
+# --- the inbox: at-least-once delivery acts exactly once --------------------------------
+
+
+def test_an_event_delivered_twice_is_handled_once(mesh):
+    shop = mesh()
+    event_id = shop.publish("once")
+    assert shop.subscriber.calls == [{"text": "once"}]
+
+    # The relay delivers it again, as when it died before recording the acknowledgement.
+    shop.set_outbox(delivered_at=None, delivered_to="")
+    assert shop.relay.deliver() == 1
+    # And a duplicate arrives straight from the peer.
+    reply = shop.peers.call(
+        "sub",
+        "POST",
+        "/internal/events",
+        caller="pub",
+        json_body={"id": event_id, "topic": TOPIC, "payload": {"text": "once"}},
+    )
+
+    assert reply == Reply(200, {"handled": True})
+    assert shop.subscriber.requests == 3
+    assert shop.subscriber.calls == [{"text": "once"}]
+    assert shop.notes() == ["once"]
+    assert shop.inbox() == [event_id]
+
+
+def test_concurrent_deliveries_of_one_event_act_once(mesh):
+    shop = mesh()
+    event = {"id": uuid.uuid4().hex, "topic": TOPIC, "payload": {"text": "racing"}}
+    barrier = threading.Barrier(4)
+    replies: list[Reply] = []
+
+    def deliver() -> None:
+        barrier.wait(timeout=10)
+        replies.append(
+            shop.peers.call("sub", "POST", "/internal/events", caller="pub", json_body=event)
+        )
+
+    threads = [threading.Thread(target=deliver) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads)
+
+    assert replies == [Reply(200, {"handled": True})] * 4
+    assert shop.notes() == ["racing"]  # a handler that lost the race was rolled back
+    assert shop.inbox() == [event["id"]]
+
+
+def test_an_event_of_an_unknown_topic_is_acknowledged_without_running_anything(mesh):
+    shop = mesh()
+    reply = shop.peers.call(
+        "sub",
+        "POST",
+        "/internal/events",
+        caller="pub",
+        json_body={"id": uuid.uuid4().hex, "topic": "nobody.listens", "payload": {"text": "x"}},
+    )
+    assert reply == Reply(200, {"handled": False})
+
+    shop.publish("unheard", topic="nobody.listens")  # through the relay: acknowledged
+    [row] = shop.outbox()
+    assert row["delivered_to"] == "sub"
+    assert row["delivered_at"] is not None
+    assert shop.subscriber.calls == []
+    assert shop.notes() == []
+    assert shop.inbox() == []
+
+
+# --- retries with back-off ----------------------------------------------------------------
+
+
+def test_a_failing_handler_leaves_the_event_pending_with_back_off_until_it_works(mesh):
+    shop = mesh()
+    shop.subscriber.failing = True
+
+    start = utcnow()
+    event_id = shop.publish("retry")
+    end = utcnow()
+    [row] = shop.outbox()
+    assert row["delivered_at"] is None
+    assert row["delivered_to"] == ""
+    assert row["attempts"] == 1
+    assert row["lease_until"] is None
+    assert "sub: answered 500" in row["last_error"]
+    assert_pushed_back(row, 0, start, end)
+    assert shop.relay.deliver() == 0  # not due yet: the back-off holds
+    assert len(shop.subscriber.calls) == 1
+
+    start = utcnow()
+    assert shop.relay.deliver([event_id]) == 0  # fails again: the wait doubles
+    end = utcnow()
+    [row] = shop.outbox()
+    assert row["attempts"] == 2
+    assert_pushed_back(row, 1, start, end)
+
+    shop.set_outbox(attempts=20)  # far into the retries the wait is capped
+    start = utcnow()
+    assert shop.relay.deliver([event_id]) == 0
+    end = utcnow()
+    [row] = shop.outbox()
+    assert row["attempts"] == 21
+    assert backoff(20) == timedelta(seconds=MAX_BACKOFF_SECONDS) == timedelta(seconds=300)
+    assert_pushed_back(row, 20, start, end)
+
+    shop.subscriber.failing = False
+    shop.set_outbox(next_attempt_at=utcnow() - timedelta(seconds=1))  # due now
+    assert shop.relay.deliver() == 1
+
+    [row] = shop.outbox()
+    assert row["delivered_at"] is not None
+    assert row["delivered_to"] == "sub"
+    assert row["lease_until"] is None
+    assert len(shop.subscriber.calls) == 4  # three failed tries, rolled back, and one that ran
+    assert shop.notes() == ["retry"]
+    assert shop.inbox() == [event_id]
+
+
+def test_an_unreachable_subscriber_gets_the_event_once_it_is_back(mesh):
+    shop = mesh(remote=("far",))  # configured by URL, but not running yet
+    start = utcnow()
+    event_id = shop.publish("later")
+    end = utcnow()
+
+    [row] = shop.outbox()
+    assert row["delivered_at"] is None
+    assert row["delivered_to"] == "sub"
+    assert row["attempts"] == 1
+    assert "far: far service unavailable" in row["last_error"]
+    assert_pushed_back(row, 0, start, end)
+
+    with shop.serving("far"):
+        assert shop.relay.deliver() == 0  # not due yet
+        shop.set_outbox(next_attempt_at=utcnow() - timedelta(seconds=1))
+        assert shop.relay.deliver() == 1
+        shop.peers.close()
+
+    [row] = shop.outbox()
+    assert row["delivered_at"] is not None
+    assert row["delivered_to"] == "far,sub"
+    assert shop.subscribers["far"].calls == [{"text": "later"}]
+    assert shop.notes("far") == ["later"]
+    assert shop.inbox("far") == [event_id]
+
+
+# --- the sweeper ------------------------------------------------------------------------
+
+
+def test_the_sweeper_delivers_an_event_left_pending_by_a_crash_soon_after_start(mesh):
+    shop = mesh(sweep=0.1, connect=False)
+    [event_id] = shop.publish_unsent(1)
+    assert shop.outbox()[0]["delivered_at"] is None
+
+    shop.connect()  # the process starts again: the sweeper starts with it
+    sweeper = shop.pub.sweeper
+    assert sweeper is not None
+    waited = wait_for(lambda: shop.outbox()[0]["delivered_at"] is not None, timeout=10)
+    assert waited < 5
+    assert shop.subscriber.calls == [{"text": "note 0"}]
+    assert shop.inbox() == [event_id]
+
+    shop.pub.close()
+    assert not sweeper._thread.is_alive()
+
+
+def test_the_sweeper_retries_a_failed_delivery_after_its_back_off(mesh):
+    shop = mesh(sweep=0.1)
+    shop.subscriber.failing = True
+    event_id = shop.publish("swept")
+    [failed] = shop.outbox()
+    assert failed["attempts"] >= 1
+    shop.subscriber.failing = False
+
+    wait_for(lambda: shop.outbox()[0]["delivered_at"] is not None, timeout=15)
+
+    [row] = shop.outbox()
+    assert row["delivered_at"] >= failed["next_attempt_at"]  # not before the back-off ran out
+    assert shop.notes() == ["swept"]
+    assert shop.inbox() == [event_id]
+    shop.pub.close()
+    assert not shop.pub.sweeper._thread.is_alive()
+
+
+def test_stopping_a_sweeper_ends_its_thread_without_waiting_out_the_interval(mesh):
+    shop = mesh()
+    sweeper = Sweeper(shop.relay, interval=60)
+    sweeper.start()
+    wait_for(lambda: sweeper._thread.is_alive())
+    start = time.monotonic()
+    sweeper.stop()
+    assert time.monotonic() - start < 5
+    assert not sweeper._thread.is_alive()
+
+
+# --- claims and leases --------------------------------------------------------------------
+
+
+def test_a_claimed_event_is_not_claimed_again_until_its_lease_runs_out(mesh):
+    shop = mesh()
+    ids = shop.publish_unsent(3)
+    first = [row["event_id"] for row in shop.relay._claim(None)]
+    assert first == ids
+    assert all(row["lease_until"] is not None for row in shop.outbox())
+    assert shop.relay._claim(None) == []
+    assert shop.second_relay()._claim(None) == []
+
+    shop.set_outbox(lease_until=utcnow() - timedelta(seconds=1))  # its relay died mid-way
+    assert [row["event_id"] for row in shop.relay._claim(None)] == ids
+
+
+def test_two_relays_claiming_at_once_get_disjoint_events(mesh):
+    shop = mesh()
+    ids = shop.publish_unsent(120)
+    relays = {"a": shop.relay, "b": shop.second_relay()}
+    barrier = threading.Barrier(len(relays))
+    claimed: dict[str, list[str]] = {}
+
+    def claim(name: str) -> None:
+        barrier.wait(timeout=10)
+        claimed[name] = [row["event_id"] for row in relays[name]._claim(None)]
+
+    threads = [threading.Thread(target=claim, args=(name,)) for name in relays]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads)
+
+    a, b = claimed["a"], claimed["b"]
+    assert len(a) == len(set(a)) == 50  # a full batch each
+    assert len(b) == len(set(b)) == 50
+    assert not set(a) & set(b)
+    assert set(a) | set(b) <= set(ids)
+
+
+@pytest.mark.parametrize("backend", [ONLY_POSTGRES])
+def test_two_relays_on_postgresql_race_many_times_without_sharing_an_event(mesh, backend):
+    shop = mesh()
+    ids = shop.publish_unsent(200)
+    relays = [shop.relay, shop.second_relay()]
+    claimed: list[list[str]] = [[], []]
+
+    def run(index: int, barrier: threading.Barrier) -> None:
+        barrier.wait(timeout=10)
+        claimed[index].extend(row["event_id"] for row in relays[index]._claim(None))
+
+    for _ in range(2):  # 2 rounds x 2 relays x 50: every event claimed once
+        barrier = threading.Barrier(2)
+        threads = [threading.Thread(target=run, args=(i, barrier)) for i in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert not any(thread.is_alive() for thread in threads)
+
+    everything = claimed[0] + claimed[1]
+    assert len(everything) == len(set(everything)) == 200
+    assert set(everything) == set(ids)
+
+
+@pytest.mark.parametrize("backend", [ONLY_POSTGRES])
+def test_a_relay_on_postgresql_skips_events_another_holds_locked(mesh, backend):
+    shop = mesh()
+    ids = shop.publish_unsent(10)
+    outbox = shop.pub.database.metadata.tables["outbox"]
+    other = shop.second_relay().platform.database
+    claimed: list[str] = []
+
+    def claim() -> None:
+        claimed.extend(row["event_id"] for row in shop.relay._claim(None))
+
+    with other.engine.connect() as connection, connection.begin():
+        held = connection.execute(
+            select(outbox.c.event_id).order_by(outbox.c.id).limit(4).with_for_update()
+        ).scalars()
+        assert list(held) == ids[:4]
+        thread = threading.Thread(target=claim)
+        thread.start()
+        thread.join(timeout=10)
+        finished = not thread.is_alive()
+    thread.join(timeout=30)
+    assert finished, "the claim waited for another transaction's locks instead of skipping"
+    assert claimed == ids[4:]
+    assert [row["event_id"] for row in shop.relay._claim(None)] == ids[:4]
+
+
+# --- the receiver takes service tokens only -------------------------------------------
+
+
+def test_the_event_receiver_refuses_user_tokens_and_no_token(mesh):
+    shop = mesh()
+    client = shop.apps["sub"].test_client()
+    event = {"id": uuid.uuid4().hex, "topic": TOPIC, "payload": {"text": "sneaky"}}
+    now = int(time.time())
+    probes = {
+        "missing_token": {},
+        "invalid_token": bearer(forge(access_claims(1))),
+    }
+    for slug, headers in probes.items():
+        reply = client.post("/internal/events", json=event, headers=headers)
+        assert reply.status_code == 401, reply.get_data(as_text=True)
+        assert reply.get_json()["data"]["error"] == slug
+    for token, slug in [
+        (issue_service_token("w" * 40, "pub"), "invalid_token"),
+        (forge({"sub": "pub", "type": "service", "iat": now, "exp": now + 60}), "invalid_token"),
+        (
+            forge(
+                {
+                    "sub": "pub",
+                    "aud": "microshop-internal",
+                    "type": "service",
+                    "iat": now - 120,
+                    "exp": now - 60,
+                }
+            ),
+            "token_expired",
+        ),
+    ]:
+        reply = client.post("/internal/events", json=event, headers=bearer(token))
+        assert reply.status_code == 401
+        assert reply.get_json()["data"]["error"] == slug
+    assert shop.subscriber.calls == []
+
+    reply = client.post(
+        "/internal/events", json=event, headers=bearer(issue_service_token(SECRET, "pub"))
+    )
+    assert reply.status_code == 200
+    assert reply.get_json()["data"] == {"handled": True}
+    assert shop.subscriber.calls == [{"text": "sneaky"}]
+
+
+# --- the real shop: logout and password changes reach every service ------------------
+
+
+def sign_up(client: Client) -> tuple[str, str]:
+    """A new account's username and an access token."""
+    username = unique()
+    reply = client.post(
+        "/user/register",
+        json={"username": username, "password": PASSWORD, "email": f"{username}@example.com"},
+    )
+    assert reply.status_code == 201, reply.get_data(as_text=True)
+    return username, log_in(client, username, PASSWORD)
+
+
+def log_in(client: Client, username: str, password: str) -> str:
+    reply = client.post("/user/login", json={"username": username, "password": password})
+    assert reply.status_code == 200, reply.get_data(as_text=True)
+    return reply.get_json()["data"]["access_token"]
+
+
+def assert_refused(client: Client, path: str, token: str) -> None:
+    reply = client.get(path, headers=bearer(token))
+    assert reply.status_code == 401, (path, reply.get_data(as_text=True))
+    assert reply.get_json()["data"]["error"] == "token_revoked", path
+
+
+def assert_accepted(client: Client, path: str, token: str) -> None:
+    reply = client.get(path, headers=bearer(token))
+    assert reply.status_code == 200, (path, reply.get_data(as_text=True))
+
+
+def user_outbox(application: Application, topic: str) -> list[dict[str, Any]]:
+    database = platform_of(application.services["user"]).database
+    return [row for row in rows(database, "outbox") if row["topic"] == topic]
+
+
+def rows_of(database: Database, table: str) -> list[dict[str, Any]]:
+    t = database.metadata.tables[table]
+    with database.unit_of_work() as session:
+        return [dict(row) for row in session.execute(select(t)).mappings()]
+
+
+def test_logout_is_refused_by_the_order_and_payment_services_at_once(application):
+    client = Client(application)
+    _username, token = sign_up(client)
+    _other, bystander = sign_up(client)
+    for path in ("/user/me", "/order/", "/payment/"):
+        assert_accepted(client, path, token)
+
+    reply = client.post("/user/logout", headers=bearer(token))
+    assert reply.status_code == 200, reply.get_data(as_text=True)
+
+    for path in ("/user/me", "/order/", "/payment/"):
+        assert_refused(client, path, token)
+        assert_accepted(client, path, bystander)
+    jti = jwt.decode(token, options={"verify_signature": False})["jti"]
+    for name in ("order", "payment"):
+        database = platform_of(application.services[name]).database
+        assert [row["jti"] for row in rows_of(database, "denied_tokens")] == [jti]
+    [event] = user_outbox(application, "token.revoked")
+    assert event["delivered_to"] == "order,payment"
+    assert event["delivered_at"] is not None
+
+
+def test_a_password_change_retires_older_tokens_in_the_order_and_payment_services(application):
+    client = Client(application)
+    username, old = sign_up(client)
+    for path in ("/order/", "/payment/"):
+        assert_accepted(client, path, old)
+
+    reply = client.post(
+        "/user/password",
+        json={"old_password": PASSWORD, "new_password": "a-brand-new-passphrase"},
+        headers=bearer(old),
+    )
+    assert reply.status_code == 200, reply.get_data(as_text=True)
+
+    for path in ("/user/me", "/order/", "/payment/"):
+        assert_refused(client, path, old)
+    new = log_in(client, username, "a-brand-new-passphrase")
+    for path in ("/user/me", "/order/", "/payment/"):
+        assert_accepted(client, path, new)
+    [event] = user_outbox(application, "user.tokens_invalidated")
+    assert event["delivered_to"] == "order,payment"
+    assert event["delivered_at"] is not None
+
+
+@pytest.mark.parametrize("service", ["user", "order", "payment"])
+def test_the_shop_services_take_events_from_services_only(application, service: str):
+    client = Client(application)
+    _username, token = sign_up(client)
+    event = {"id": uuid.uuid4().hex, "topic": "token.revoked", "payload": {}}
+    for headers, slug in [({}, "missing_token"), (bearer(token), "invalid_token")]:
+        reply = client.post(f"/{service}/internal/events", json=event, headers=headers)
+        assert reply.status_code == 401, reply.get_data(as_text=True)
+        assert reply.get_json()["data"]["error"] == slug
+    unknown = {"id": uuid.uuid4().hex, "topic": "nobody.listens", "payload": {}}
+    reply = client.post(
+        f"/{service}/internal/events",
+        json=unknown,
+        headers=bearer(issue_service_token(SECRET, "test")),
+    )
+    assert reply.status_code == 200
+    assert reply.get_json()["data"] == {"handled": False}
+
+
+def test_an_event_is_done_when_every_subscriber_has_it_even_beside_services_without_an_inbox(
+    url_for, tmp_path: Path
+):
+    """A team's own service (no events) and a bare WSGI app mounted beside the shop: they
+    subscribe to nothing, so they must not keep the shop's events pending for ever."""
+    settings = make_settings(
+        tmp_path,
+        {name: url_for(name) for name in ("user", "order", "reviews")},
+        services=tuple(
+            ServiceSpec.parse(spec)
+            for spec in (
+                "user",
+                "order",
+                "reviews=acme_reviews:create_app",
+                "legacy=acme_reviews:create_legacy",
+            )
+        ),
+        outbox_sweep_seconds=0,
+    )
+    application = create_application(settings)
+    try:
+        for name in ("user", "order", "reviews"):
+            platform_of(application.services[name]).database.create_schema()
+        client = Client(application)
+        _username, token = sign_up(client)
+        assert client.post("/user/logout", headers=bearer(token)).status_code == 200
+        assert_refused(client, "/order/", token)
+
+        [event] = user_outbox(application, "token.revoked")
+        assert "order" in event["delivered_to"].split(",")
+        assert event["last_error"] is None, event["last_error"]
+        assert event["delivered_at"] is not None
+    finally:
+        application.dispose()
+
+
+def test_an_event_id_longer_than_the_inbox_keeps_is_refused_with_422(application: Application):
+    token = issue_service_token(SECRET, "user")
+    reply = Client(application).post(
+        "/order/internal/events",
+        json={"id": "x" * 33, "topic": "token.revoked", "payload": {}},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert reply.status_code == 422
+    assert set(reply.get_json()["data"]["fields"]) == {"id"}
+
+
+def test_a_service_not_yet_connected_to_its_peers_keeps_its_events(settings: Settings):
+    """Standalone (no composition), a service cannot know its subscribers: it waits."""
+    app = user_service.create_app(settings)
+    platform = platform_of(app)
+    platform.database.create_schema()
+    try:
+        client = app.test_client()
+        body = {"username": "solo", "password": PASSWORD, "email": "solo@example.com"}
+        assert client.post("/register", json=body).status_code == 201
+        login = client.post("/login", json={"username": "solo", "password": PASSWORD})
+        token = login.get_json()["data"]["token"]
+        assert client.post("/logout", headers=bearer(token)).status_code == 200
+        assert platform.relay.deliver() == 0
+        [event] = rows(platform.database, "outbox")
+        assert (event["topic"], event["delivered_at"], event["delivered_to"]) == (
+            "token.revoked",
+            None,
+            "",
+        )
+    finally:
+        platform.database.dispose()
