@@ -1,0 +1,57 @@
+"""Idempotency-Key records: kept for 24 hours, and freed by an answer of 5xx."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import update
+from support import Account, Shop, WsgiTransport
+
+from app.database import utcnow
+from app.platform import platform_of
+from payment_service.models import IdempotencyRecord
+
+
+@pytest.fixture
+def alice(shop: Shop) -> Account:
+    return shop.users.signed_up()
+
+
+def age_keys(shop: Shop, by: timedelta) -> None:
+    if not isinstance(shop.payments.transport, WsgiTransport):
+        pytest.skip("ages records in the database: in-process only")
+    application = shop.payments.transport.client.application
+    database = platform_of(application.services["payment"]).database
+    with database.unit_of_work() as session:
+        session.execute(update(IdempotencyRecord).values(created_at=utcnow() - by))
+
+
+def pay(shop: Shop, account: Account, order_id: int, key: str, method: str = "tok_visa"):
+    return shop.payments.post(
+        "/",
+        json={"order_id": order_id, "payment_method": method},
+        headers={**account.headers, "Idempotency-Key": key},
+    )
+
+
+def test_a_key_is_kept_for_24_hours_then_forgotten(shop: Shop, alice: Account):
+    first, second = shop.order(alice), shop.order(alice)
+    age_keys(shop, timedelta(0))
+    assert pay(shop, alice, first["id"], "k").status_code == 201
+    age_keys(shop, timedelta(hours=23, minutes=59))
+    assert pay(shop, alice, second["id"], "k").json["data"]["error"] == "idempotency_key_mismatch"
+    age_keys(shop, timedelta(hours=24, minutes=1))
+    fresh = pay(shop, alice, second["id"], "k")
+    assert fresh.status_code == 201
+    assert "Idempotent-Replayed" not in fresh.headers
+
+
+def test_a_server_side_failure_frees_the_key_for_a_retry(shop: Shop, alice: Account):
+    order = shop.order(alice)
+    failed = pay(shop, alice, order["id"], "retry-me", method="tok_processingError")
+    assert failed.status_code == 502
+    again = pay(shop, alice, order["id"], "retry-me", method="tok_processingError")
+    assert again.status_code == 502
+    assert "Idempotent-Replayed" not in again.headers
+    assert pay(shop, alice, order["id"], "retry-me").status_code == 201
