@@ -1,7 +1,8 @@
 """The ``microshop`` console script: the platform's commands plus those the services offer.
 
     microshop serve --port 8080             # waitress, every service in one process
-    microshop init-db                       # create each mounted service's tables
+    microshop migrate [--service order]     # each mounted service's schema to its head
+    microshop init-db                       # the same as migrate (its older name)
     microshop create-admin alice --email alice@example.com   # a user service command
 
 A service offers a command by adding it to its Flask app's ``app.cli``; it runs inside
@@ -14,8 +15,11 @@ import os
 
 import click
 from flask import Flask
+from sqlalchemy.exc import SQLAlchemyError
 
+from app import serving
 from app.composition import Application, create_application
+from app.migrations import MigrationError, prepare_schema
 from app.platform import platform_of
 from app.settings import ConfigError, Settings
 
@@ -25,7 +29,8 @@ def _application(ctx: click.Context) -> Application:
     root = ctx.find_root()
     if "application" not in root.meta:
         try:
-            root.meta["application"] = create_application(Settings.from_env())
+            root.meta["settings"] = Settings.from_env()
+            root.meta["application"] = create_application(root.meta["settings"])
         except ConfigError as error:
             raise click.ClickException(str(error)) from None
         root.call_on_close(root.meta["application"].dispose)
@@ -75,22 +80,48 @@ def main() -> None:
     show_default="8080 or $PORT",
     help="Port to listen on.",
 )
-@click.option("--threads", type=int, default=4, show_default=True, help="Worker threads.")
 @click.pass_context
-def serve(ctx: click.Context, host: str, port: int, threads: int) -> None:
-    """Serve every configured service with waitress."""
-    from waitress import serve as waitress_serve
+def serve(ctx: click.Context, host: str, port: int) -> None:
+    """Serve every configured service with waitress, with the MICROSHOP_* limits."""
+    application = _application(ctx)
+    serving.serve(application, ctx.find_root().meta["settings"], host=host, port=port)
 
-    waitress_serve(_application(ctx), host=host, port=port, threads=threads)
+
+def _migrate(ctx: click.Context, only: str | None) -> None:
+    """Bring each mounted service's schema (or only one's) to the head of its migrations."""
+    services = _application(ctx).services
+    if only is not None and only not in services:
+        mounted = ", ".join(services) or "none"
+        raise click.BadParameter(
+            f"no service {only!r} is mounted here (mounted: {mounted})", param_hint="'--service'"
+        )
+    for name, app in services.items():
+        if only is not None and name != only:
+            continue
+        platform = platform_of(app)
+        if platform is None:
+            if only is not None:
+                raise click.ClickException(f"{name}: not built on the platform, no database")
+            continue
+        try:
+            done = prepare_schema(
+                platform.database, platform.service, getattr(app, "import_name", "")
+            )
+        except (MigrationError, SQLAlchemyError) as error:
+            raise click.ClickException(f"{name}: migration failed: {error}") from None
+        click.echo(f"{name}: schema ready ({done})")
+
+
+@main.command()
+@click.option("--service", "only", metavar="NAME", help="Migrate only this mounted service.")
+@click.pass_context
+def migrate(ctx: click.Context, only: str | None) -> None:
+    """Migrate every mounted service's database to its latest schema (Alembic)."""
+    _migrate(ctx, only)
 
 
 @main.command("init-db")
 @click.pass_context
 def init_db(ctx: click.Context) -> None:
-    """Create the tables of every mounted service that are missing (existing ones are kept)."""
-    for name, app in _application(ctx).services.items():
-        platform = platform_of(app)
-        if platform is None:
-            continue
-        platform.database.create_schema()
-        click.echo(f"{name}: schema ready")
+    """The same as `migrate`: every mounted service's schema, created or brought up to date."""
+    _migrate(ctx, None)

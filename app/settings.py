@@ -48,6 +48,40 @@ class ServiceSpec:
 
 
 @dataclass(frozen=True)
+class ServingLimits:
+    """waitress's limits, fit for the internet rather than waitress's own defaults
+    (1 GiB bodies, 100 connections: see RELIABILITY.md)."""
+
+    threads: int = 8
+    connection_limit: int = 1000
+    channel_timeout: int = 30
+    max_header_bytes: int = 8 * 1024
+    max_body_bytes: int = 1024 * 1024
+    """waitress's own cap; the services answer 413 in JSON above 64 KiB long before it."""
+    trusted_proxy: str | None = None
+    """The address of the proxy (nginx) whose X-Forwarded-* headers are believed."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> ServingLimits:
+        return cls(
+            threads=_positive_int(environ, "MICROSHOP_THREADS", cls.threads),
+            connection_limit=_positive_int(
+                environ, "MICROSHOP_CONNECTION_LIMIT", cls.connection_limit
+            ),
+            channel_timeout=_positive_int(
+                environ, "MICROSHOP_CHANNEL_TIMEOUT", cls.channel_timeout
+            ),
+            max_header_bytes=_positive_int(
+                environ, "MICROSHOP_MAX_HEADER_BYTES", cls.max_header_bytes
+            ),
+            max_body_bytes=_positive_int(
+                environ, "MICROSHOP_MAX_REQUEST_BYTES", cls.max_body_bytes
+            ),
+            trusted_proxy=environ.get("MICROSHOP_TRUSTED_PROXY") or None,
+        )
+
+
+@dataclass(frozen=True)
 class Settings:
     env: str
     jwt_secret: str
@@ -60,6 +94,7 @@ class Settings:
     access_token_ttl: int = 15 * 60
     refresh_token_ttl: int = 30 * 24 * 60 * 60
     login_rate_limit: str = "10 per minute"
+    serving: ServingLimits = field(default_factory=ServingLimits)
 
     @property
     def is_production(self) -> bool:
@@ -104,6 +139,7 @@ class Settings:
             access_token_ttl=_positive_int(environ, "MICROSHOP_ACCESS_TOKEN_TTL", 15 * 60),
             refresh_token_ttl=_positive_int(environ, "MICROSHOP_REFRESH_TOKEN_TTL", 30 * 86400),
             login_rate_limit=environ.get("MICROSHOP_LOGIN_RATE_LIMIT", "10 per minute"),
+            serving=ServingLimits.from_env(environ),
         )
 
 
@@ -145,7 +181,7 @@ def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a whole number of seconds, not {raw!r}") from None
+        raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
     if value <= 0:
         raise ConfigError(f"{name} must be greater than 0")
     return value

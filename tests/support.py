@@ -109,7 +109,10 @@ class Server:
     log: Path
 
     @classmethod
-    def start(cls, folder: Path, port: int | None = None, **extra_env: str) -> Server:
+    def start(
+        cls, folder: Path, port: int | None = None, *, via_cli: bool = False, **extra_env: str
+    ) -> Server:
+        """``waitress-serve wsgi:application``, or ``microshop serve`` with ``via_cli``."""
         folder.mkdir(parents=True, exist_ok=True)
         env = server_environment(folder, **extra_env)
         subprocess.run(
@@ -117,9 +120,14 @@ class Server:
         )
         port = port or free_port()
         log = folder / "server.log"
+        command = (
+            [BIN / "microshop", "serve", f"--port={port}"]
+            if via_cli
+            else [BIN / "waitress-serve", f"--listen=127.0.0.1:{port}", "wsgi:application"]
+        )
         with log.open("wb") as output:
             process = subprocess.Popen(
-                [BIN / "waitress-serve", f"--listen=127.0.0.1:{port}", "wsgi:application"],
+                command,
                 env=env,
                 cwd=ROOT,
                 stdout=output,

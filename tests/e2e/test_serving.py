@@ -1,0 +1,173 @@
+"""Serving as deployed: waitress's limits, slow clients, a proxy, and SIGTERM under load."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import sqlite3
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from support import PASSWORD, Server, bearer, unique
+
+from app.serving import waitress_options
+from app.settings import ServingLimits
+
+pytestmark = pytest.mark.e2e
+
+
+def sign_up(base: str, **headers: str) -> dict[str, str]:
+    name = unique("server")
+    body = {"username": name, "password": PASSWORD, "email": f"{name}@example.com"}
+    assert httpx.post(f"{base}/user/register", json=body).status_code == 201
+    login = httpx.post(f"{base}/user/login", json={"username": name, "password": PASSWORD})
+    return bearer(login.json()["data"]["token"])
+
+
+def test_the_limits_are_fit_for_the_internet():
+    options = waitress_options(ServingLimits())
+    assert options["max_request_body_size"] == 1024 * 1024  # waitress would take 1 GiB
+    assert options["connection_limit"] == 1000  # waitress: 100
+    assert options["max_request_header_size"] == 8 * 1024
+    assert "trusted_proxy" not in options
+    behind_nginx = waitress_options(ServingLimits(trusted_proxy="127.0.0.1"))
+    assert behind_nginx["trusted_proxy"] == "127.0.0.1"
+    assert "x-forwarded-for" in behind_nginx["trusted_proxy_headers"]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory):
+    server = Server.start(tmp_path_factory.mktemp("served"), via_cli=True)
+    yield server
+    server.stop()
+
+
+def test_slow_clients_do_not_lock_out_normal_ones(served: Server):
+    """150 clients sending a header line every 2 s (slowloris) while 6 normal requests run."""
+    host, port = served.url.removeprefix("http://").split(":")
+    slow = []
+    stop = threading.Event()
+    for _ in range(150):
+        connection = socket.create_connection((host, int(port)))
+        connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        slow.append(connection)
+
+    def trickle() -> None:
+        while not stop.wait(2):
+            for connection in slow:
+                connection.sendall(b"X-Slow: 1\r\n")
+
+    trickler = threading.Thread(target=trickle, daemon=True)
+    trickler.start()
+    try:
+        time.sleep(2.5)
+        answers = [httpx.get(f"{served.url}/healthz", timeout=5).status_code for _ in range(6)]
+    finally:
+        stop.set()
+        trickler.join(5)
+        for connection in slow:
+            connection.close()
+    assert answers == [200] * 6
+
+
+def test_oversized_headers_and_bodies_are_refused_by_the_server(served: Server):
+    assert httpx.get(f"{served.url}/healthz", headers={"X-Big": "a" * 9000}).status_code == 431
+
+    def chunks():
+        for _ in range(40):
+            yield b"x" * 32 * 1024
+
+    reply = httpx.post(f"{served.url}/user/register", content=chunks())
+    assert reply.status_code == 413
+
+
+def test_a_spoofed_forwarded_for_does_not_escape_the_login_limit(served: Server):
+    name = unique()
+    body = {"username": name, "password": PASSWORD, "email": f"{name}@example.com"}
+    httpx.post(f"{served.url}/user/register", json=body)
+    wrong = {"username": name, "password": "wrong-password"}
+    statuses = [
+        httpx.post(
+            f"{served.url}/user/login", json=wrong, headers={"X-Forwarded-For": f"10.0.0.{n}"}
+        ).status_code
+        for n in range(11)
+    ]
+    assert statuses == [401] * 10 + [429]
+
+
+def test_behind_a_trusted_proxy_each_client_has_its_own_limit(tmp_path: Path):
+    server = Server.start(tmp_path, via_cli=True, MICROSHOP_TRUSTED_PROXY="127.0.0.1")
+    try:
+        name = unique()
+        body = {"username": name, "password": PASSWORD, "email": f"{name}@example.com"}
+        httpx.post(f"{server.url}/user/register", json=body)
+        wrong = {"username": name, "password": "wrong-password"}
+        for client in ("203.0.113.7", "203.0.113.8"):
+            statuses = [
+                httpx.post(
+                    f"{server.url}/user/login", json=wrong, headers={"X-Forwarded-For": client}
+                ).status_code
+                for _ in range(10)
+            ]
+            assert statuses == [401] * 10, client
+    finally:
+        server.stop()
+
+
+def test_sigterm_under_load_cuts_off_no_request_and_loses_no_event(tmp_path: Path):
+    server = Server.start(tmp_path, via_cli=True)
+    headers = sign_up(server.url)
+    orders = [
+        httpx.post(
+            f"{server.url}/order/", json={"product": "pen", "price": 3}, headers=headers
+        ).json()["data"]["id"]
+        for _ in range(40)
+    ]
+
+    def pay(order_id: int) -> object:
+        try:
+            return httpx.post(
+                f"{server.url}/payment/", json={"order_id": order_id}, headers=headers, timeout=30
+            )
+        except httpx.ConnectError as refused:  # after SIGTERM new connections are refused
+            return refused
+
+    with ThreadPoolExecutor(12) as pool:
+        futures = [pool.submit(pay, order_id) for order_id in orders]
+        time.sleep(0.3)
+        server.process.send_signal(signal.SIGTERM)
+        outcomes = [future.result() for future in futures]
+    assert server.process.wait(20) == 0
+    answered = [o for o in outcomes if isinstance(o, httpx.Response)]
+    assert answered, "no request finished before the shutdown"
+    assert all(o.status_code == 201 for o in answered), [o.text for o in answered]
+    assert all(isinstance(o, httpx.Response | httpx.ConnectError) for o in outcomes)
+
+    restarted = Server.start(tmp_path, via_cli=True)
+    try:
+        paid = [o.json()["data"]["order_id"] for o in answered]
+
+        def settled() -> bool:
+            statuses = {
+                httpx.get(f"{restarted.url}/order/{order_id}", headers=headers).json()["data"][
+                    "status"
+                ]
+                for order_id in paid
+            }
+            return statuses == {"paid"}
+
+        deadline = time.monotonic() + 20
+        while not settled() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert settled()
+        with sqlite3.connect(tmp_path / "payment.db") as database:
+            pending = database.execute(
+                "SELECT count(*) FROM outbox WHERE delivered_at IS NULL"
+            ).fetchone()[0]
+        assert pending == 0
+    finally:
+        restarted.stop()
