@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import socket
+import time
 from pathlib import Path
 from unittest.mock import ANY
 
@@ -201,3 +203,20 @@ def test_a_service_that_cannot_be_imported_is_a_config_error(tmp_path: Path):
     settings = make_settings(tmp_path, {}, services=(ServiceSpec.parse("shop=acme_reviews:nope"),))
     with pytest.raises(ConfigError, match="nope"):
         create_application(settings)
+
+
+def test_readyz_answers_503_in_time_when_a_database_host_never_answers(tmp_path: Path):
+    """A listening socket that never speaks: the connection opens, the server is silent."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        urls = database_urls("sqlite", tmp_path)
+        urls["payment"] = f"postgresql://nobody@127.0.0.1:{silent.getsockname()[1]}/x"
+        application = create_application(make_settings(tmp_path, urls))
+        try:
+            started = time.monotonic()
+            reply = Client(application).get("/payment/readyz")
+            assert_envelope(reply, 503, "service_unavailable")
+            assert time.monotonic() - started < 15
+        finally:
+            application.dispose()
