@@ -87,12 +87,10 @@ class Database:
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
             engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
             _configure_sqlite(engine, synchronous)
-        else:  # a host that swallows packets must not hang /readyz or a request
-            connect_args = (
-                {"connect_timeout": 5} if parsed.get_backend_name() == "postgresql" else {}
-            )
-            if "connect_timeout" in parsed.query:
-                connect_args = {}
+        else:
+            connect_args = {}
+            if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+                connect_args["connect_timeout"] = 5  # a silent host must not hang /readyz
             engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args)
         return cls(engine, metadata, sessionmaker(engine, expire_on_commit=False))
 
