@@ -25,6 +25,7 @@ from werkzeug.routing import IntegerConverter, Map
 from app.database import Database
 from app.errors import ServiceUnavailable, register_error_handlers
 from app.events import Relay, Sweeper
+from app.migrations import prepare_schema
 from app.request_id import init_request_id
 from app.responses import ok
 from app.service_client import Peers
@@ -92,15 +93,16 @@ def init_service(
 ) -> Platform:
     """Wire a service app: web basics, its database, ``/healthz`` and ``/readyz``.
 
-    Outside production the schema is created at start-up, so ``make run`` needs nothing
-    else; production leaves the schema to the operator (``microshop init-db``).
+    Outside production the schema is migrated to head at start-up (created, for a service
+    without migrations), so ``make run`` needs nothing else; production never changes
+    the schema at start-up: that is the operator's ``microshop migrate``.
     """
     init_web(app)
     database = Database.connect(settings.database_url(service), metadata, synchronous=synchronous)
     platform = Platform(service, settings, database)
     app.extensions[EXTENSION] = platform
     if not settings.is_production:
-        database.create_schema()
+        prepare_schema(database, service, app.import_name)
 
     @app.get("/healthz")
     def healthz() -> Response:

@@ -1,0 +1,1 @@
+"""The order service's schema history (Alembic); run by `microshop migrate`."""

@@ -1,0 +1,1 @@
+"""The order service's revisions, oldest first by number."""

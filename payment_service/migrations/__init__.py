@@ -1,0 +1,1 @@
+"""The payment service's schema history (Alembic); run by `microshop migrate`."""

@@ -1,0 +1,245 @@
+"""Alembic migrations: one history per service, run by ``microshop migrate``, in step with
+the models on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import MetaData, inspect
+from support import (
+    SECRET,
+    SERVICES,
+    database_urls,
+    fresh_postgres_schema,
+    make_settings,
+    postgres_url,
+)
+from werkzeug.test import Client
+
+from app.cli import main
+from app.composition import create_application
+from app.database import Database
+from app.migrations import (
+    current,
+    differences,
+    downgrade,
+    heads,
+    migrations_package,
+    upgrade,
+    version_table,
+)
+from app.platform import platform_of
+
+
+def metadata_of(service: str) -> MetaData:
+    return importlib.import_module(f"{service}_service.models").Base.metadata
+
+
+def tables_in(url: str) -> set[str]:
+    database = Database.connect(url, MetaData())
+    try:
+        with database.engine.connect() as connection:
+            return set(inspect(connection).get_table_names())
+    finally:
+        database.dispose()
+
+
+@pytest.fixture
+def urls(backend: str, tmp_path: Path) -> dict[str, str]:
+    """An empty database per service on the backend under test."""
+    return database_urls(backend, tmp_path)
+
+
+@pytest.fixture
+def run(urls: dict[str, str], tmp_path: Path):
+    environment = {
+        "MICROSHOP_ENV": "production",
+        "MICROSHOP_JWT_SECRET": SECRET,
+        "MICROSHOP_INSTANCE_DIR": str(tmp_path),
+        "MICROSHOP_SERVICES": None,
+        **{f"MICROSHOP_{name.upper()}_DATABASE_URL": url for name, url in urls.items()},
+    }
+
+    def run(*args: str, **env: str):
+        return CliRunner().invoke(main, list(args), env={**environment, **env})
+
+    return run
+
+
+@pytest.fixture
+def service_database(urls: dict[str, str]) -> Iterator[Callable[[str], Database]]:
+    """A service's empty database, by service, with its models' metadata."""
+    opened: list[Database] = []
+
+    def open_(service: str) -> Database:
+        database = Database.connect(urls[service], metadata_of(service))
+        opened.append(database)
+        return database
+
+    yield open_
+    for database in opened:
+        database.dispose()
+
+
+def test_migrate_builds_every_schema_from_empty_and_is_repeatable(run, urls, tmp_path):
+    first = run("migrate")
+    assert first.exit_code == 0, first.output
+    assert first.output.splitlines() == [
+        f"{name}: schema ready (revision 0001)" for name in SERVICES
+    ]
+    for name, url in urls.items():
+        assert set(metadata_of(name).tables) | {version_table(name)} == tables_in(url)
+
+    again = run("migrate")
+    assert again.exit_code == 0, again.output
+    assert again.output == first.output
+
+    application = create_application(make_settings(tmp_path, urls))
+    try:
+        reply = Client(application).get("/readyz")
+        assert reply.status_code == 200, reply.get_data(as_text=True)
+    finally:
+        application.dispose()
+
+
+def test_migrate_one_service_leaves_the_others_alone(run, urls):
+    result = run("migrate", "--service", "order")
+    assert result.exit_code == 0, result.output
+    assert result.output == "order: schema ready (revision 0001)\n"
+    assert "orders" in tables_in(urls["order"])
+    assert tables_in(urls["user"]) == set()
+    assert tables_in(urls["payment"]) == set()
+
+
+def test_migrate_refuses_a_service_that_is_not_mounted(run, urls):
+    result = run("migrate", "--service", "shipping")
+    assert result.exit_code == 2
+    assert "no service 'shipping' is mounted here (mounted: user, order, payment)" in result.output
+    assert "Traceback" not in result.output
+    assert all(tables_in(url) == set() for url in urls.values())
+
+
+def test_init_db_is_migrate(run, urls):
+    result = run("init-db")
+    assert result.exit_code == 0, result.output
+    assert "user: schema ready (revision 0001)" in result.output
+    assert version_table("user") in tables_in(urls["user"])
+
+
+def test_a_service_without_migrations_gets_its_tables_created(run):
+    result = run("migrate", MICROSHOP_SERVICES="user,reviews=acme_reviews:create_app")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        "user: schema ready (revision 0001)",
+        "reviews: schema ready (no migrations; missing tables created)",
+    ]
+
+
+def test_migrations_are_found_by_the_package_of_the_app():
+    assert migrations_package("order_service") == "order_service"
+    assert migrations_package("order_service.models") == "order_service"
+    assert migrations_package("acme_reviews") is None  # a module, no package
+    assert migrations_package("app") is None  # a package without migrations/
+    assert migrations_package("not_imported_anywhere") is None
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_the_migrations_and_the_models_agree(service_database, service: str):
+    """Autogenerate finds nothing to change once the history has run: the models hold no
+    change that lacks a migration, and the migrations no change the models lack."""
+    database = service_database(service)
+    upgrade(database, service, f"{service}_service")
+    assert current(database, service) == heads(service, f"{service}_service")
+    assert differences(database, service) == []
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_the_migrations_make_the_check_constraints_of_the_models(
+    backend: str, urls, service_database, tmp_path: Path, service: str
+):
+    """Autogenerate does not compare CHECK constraints: compare them with the ones that
+    ``create_schema`` makes from the models, on the same backend."""
+    migrated = service_database(service)
+    upgrade(migrated, service, f"{service}_service")
+    if backend == "sqlite":
+        reference_url = f"sqlite:///{tmp_path / f'{service}-reference.db'}"
+    else:
+        schema = f"test_{os.getpid()}_{service}_reference"
+        reference_url = fresh_postgres_schema(postgres_url(), schema)
+    reference = Database.connect(reference_url, metadata_of(service))
+    try:
+        reference.create_schema()
+
+        def checks(database: Database) -> dict[str, set[tuple[str, str]]]:
+            with database.engine.connect() as connection:
+                inspector = inspect(connection)
+                return {
+                    table: {
+                        (check["name"], check["sqltext"])
+                        for check in inspector.get_check_constraints(table)
+                    }
+                    for table in metadata_of(service).tables
+                }
+
+        assert checks(migrated) == checks(reference)
+    finally:
+        reference.dispose()
+        if backend != "sqlite":
+            with psycopg.connect(postgres_url(), autocommit=True) as connection:
+                connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_the_history_goes_down_to_empty_and_up_again(service_database, service: str):
+    database = service_database(service)
+    package = f"{service}_service"
+    upgrade(database, service, package)
+    downgrade(database, service, package, "base")
+    with database.engine.connect() as connection:
+        assert set(inspect(connection).get_table_names()) == {version_table(service)}
+    assert current(database, service) == ()
+    upgrade(database, service, package)
+    assert differences(database, service) == []
+
+
+def test_a_database_made_before_migrations_is_adopted(run, urls, service_database):
+    """Tables made by ``create_schema`` (the old ``init-db``) with no version table: the
+    database is stamped at the first revision, then upgraded, instead of failing."""
+    service_database("user").create_schema()
+    result = run("migrate", "--service", "user")
+    assert result.exit_code == 0, result.output
+    assert result.output == "user: schema ready (revision 0001; existing tables adopted)\n"
+    assert current(service_database("user"), "user") == ("0001",)
+    assert differences(service_database("user"), "user") == []
+
+
+def test_production_start_up_leaves_the_schema_alone(urls, tmp_path: Path):
+    application = create_application(make_settings(tmp_path, urls))
+    try:
+        reply = Client(application).get("/readyz")
+        assert reply.status_code == 503
+        assert reply.get_json()["data"]["services"] == dict.fromkeys(SERVICES, "schema_missing")
+    finally:
+        application.dispose()
+    assert all(tables_in(url) == set() for url in urls.values())
+
+
+def test_development_start_up_migrates_to_head(run, urls, tmp_path: Path):
+    application = create_application(make_settings(tmp_path, urls, env="development"))
+    try:
+        assert Client(application).get("/readyz").status_code == 200
+        for name in SERVICES:
+            database = platform_of(application.services[name]).database
+            assert current(database, name) == heads(name, f"{name}_service")
+            assert differences(database, name) == []
+    finally:
+        application.dispose()
+    result = run("migrate")  # the operator's command finds nothing left to do
+    assert result.exit_code == 0, result.output
+    assert "adopted" not in result.output

@@ -1,0 +1,1 @@
+"""The user service's schema history (Alembic); run by `microshop migrate`."""

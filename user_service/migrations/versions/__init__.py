@@ -1,0 +1,1 @@
+"""The user service's revisions, oldest first by number."""
