@@ -24,13 +24,15 @@ from app.platform import platform_of
 from app.settings import ConfigError, Settings
 
 
-def _application(ctx: click.Context) -> Application:
-    """The composed application, built once per invocation."""
+def _application(ctx: click.Context, *, deliver_events: bool = False) -> Application:
+    """The composed application, built once per invocation; only ``serve`` delivers events."""
     root = ctx.find_root()
     if "application" not in root.meta:
         try:
             root.meta["settings"] = Settings.from_env()
-            root.meta["application"] = create_application(root.meta["settings"])
+            root.meta["application"] = create_application(
+                root.meta["settings"], deliver_events=deliver_events
+            )
         except ConfigError as error:
             raise click.ClickException(str(error)) from None
         root.call_on_close(root.meta["application"].dispose)
@@ -83,7 +85,7 @@ def main() -> None:
 @click.pass_context
 def serve(ctx: click.Context, host: str, port: int) -> None:
     """Serve every configured service with waitress, with the MICROSHOP_* limits."""
-    application = _application(ctx)
+    application = _application(ctx, deliver_events=True)
     serving.serve(application, ctx.find_root().meta["settings"], host=host, port=port)
 
 

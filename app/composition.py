@@ -17,6 +17,7 @@ from flask import Flask, Response, request
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from app import __version__
+from app.observability import Metrics
 from app.platform import init_web, platform_of, readiness
 from app.responses import ok
 from app.service_client import Peers
@@ -29,11 +30,19 @@ if TYPE_CHECKING:
 class Application(DispatcherMiddleware):
     """The composed WSGI app; ``services`` maps each mounted name to its Flask app."""
 
-    def __init__(self, root: Flask, services: Mapping[str, WSGIApplication], peers: Peers):
+    def __init__(
+        self,
+        root: Flask,
+        services: Mapping[str, WSGIApplication],
+        peers: Peers,
+        metrics: Metrics,
+    ):
         super().__init__(root, {f"/{name}": service for name, service in services.items()})
         self.root = root
         self.services = dict(services)
         self.peers = peers
+        self.metrics = metrics
+        """Served at ``/metrics``; its own registry, so many applications live in one process."""
 
     def dispose(self) -> None:
         """Stop the outbox sweepers and close every connection to databases and services."""
@@ -58,8 +67,8 @@ def load_factory(spec: ServiceSpec) -> Callable[[Settings], WSGIApplication]:
         raise ConfigError(f"service {spec.name!r}: {module_name!r} has no {attribute!r}") from None
 
 
-def create_root_app(services: Mapping[str, WSGIApplication]) -> Flask:
-    """``/``, ``/healthz`` and ``/readyz``; paths outside every service get the JSON 404."""
+def create_root_app(services: Mapping[str, WSGIApplication], metrics: Metrics) -> Flask:
+    """``/``, ``/healthz``, ``/readyz`` and ``/metrics``; other paths get the JSON 404."""
     root = Flask(__name__)
     init_web(root)
 
@@ -87,15 +96,29 @@ def create_root_app(services: Mapping[str, WSGIApplication]) -> Flask:
             }
         )
 
+    @root.get("/metrics")
+    def metrics_page() -> Response:
+        """Prometheus text format: the one response that is not the JSON envelope."""
+        body, content_type = metrics.exposition()
+        return Response(body, content_type=content_type)
+
     return root
 
 
-def create_application(settings: Settings | None = None) -> Application:
+def create_application(
+    settings: Settings | None = None, *, deliver_events: bool = True
+) -> Application:
+    """The composed application; ``deliver_events=False`` (a one-off command such as
+    ``microshop migrate``) starts no outbox sweepers."""
     settings = settings or Settings.from_env()
     services = {spec.name: load_factory(spec)(settings) for spec in settings.services}
     peers = Peers(settings, services)
-    for service in services.values():
+    metrics = Metrics()
+    for name, service in services.items():
+        metrics.instrument(service, name)
         platform = platform_of(service)
         if platform is not None:
-            platform.connect(peers)
-    return Application(create_root_app(services), services, peers)
+            platform.connect(peers, start_sweeper=deliver_events)
+    root = create_root_app(services, metrics)
+    metrics.instrument(root, "root")
+    return Application(root, services, peers, metrics)

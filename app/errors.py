@@ -11,12 +11,15 @@ the same with ``PROPAGATE_EXCEPTIONS`` off, as production runs.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from flask import Flask, Response, current_app, g
+from flask import Flask, Response, g
 from werkzeug.exceptions import HTTPException
 
 from app.responses import error_response
+
+log = logging.getLogger("microshop.errors")
 
 
 class ApiError(Exception):
@@ -116,8 +119,12 @@ def _http_error(error: HTTPException) -> Response:
 
 
 def _unexpected_error(error: Exception) -> Response:
-    current_app.logger.error(
-        "unhandled error (request id %s)", g.get("request_id", "-"), exc_info=error
+    request_id = g.get("request_id", "-")
+    log.error(  # a JSON line with the traceback (app.observability); the client sees none of it
+        "unhandled error (request id %s)",
+        request_id,
+        exc_info=error,
+        extra={"request_id": request_id},
     )
     return error_response(500, "internal_error", "internal server error")
 

@@ -173,11 +173,13 @@ class Relay:
                 )
             except ServiceUnavailable as error:
                 errors.append(f"{subscriber}: {error.message}")
+                self._failed(subscriber)
                 continue
             if reply.status == 200:
                 delivered.add(subscriber)
             else:
                 errors.append(f"{subscriber}: answered {reply.status}")
+                self._failed(subscriber)
         finished = not errors
         now = utcnow()
         values: dict[str, Any] = {"delivered_to": ",".join(sorted(delivered)), "lease_until": None}
@@ -193,6 +195,11 @@ class Relay:
         with self.platform.database.unit_of_work() as session:
             session.execute(update(self.outbox).where(self.outbox.c.id == row["id"]).values(values))
         return int(finished)
+
+    def _failed(self, subscriber: str) -> None:
+        """Count a failed delivery, when the composition gave the platform its metrics."""
+        if self.platform.metrics is not None:
+            self.platform.metrics.delivery_failed(self.platform.service, subscriber)
 
     def deliver_after_commit(self, event_ids: list[str]) -> None:
         """Right after a commit: try once now; whatever fails is the sweeper's."""

@@ -7,8 +7,8 @@
 
 ``init_web`` is the part without a database (the composition's root app uses it):
 the JSON envelope on every error path, 64 KiB bodies, ``X-Request-ID``, paths that
-match with or without a trailing slash instead of redirecting to an HTML page, and the
-``id`` URL converter for row ids.
+match with or without a trailing slash instead of redirecting to an HTML page, the
+``id`` URL converter for row ids, and one JSON log line per request (``app.observability``).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from app.database import Database
 from app.errors import ServiceUnavailable, register_error_handlers
 from app.events import Relay, Sweeper
 from app.migrations import prepare_schema
+from app.observability import Metrics, init_observability
 from app.request_id import init_request_id
 from app.responses import ok
 from app.service_client import Peers
@@ -58,12 +59,14 @@ class Platform:
     relay: Relay | None = None
     """Set by ``init_events`` for a service that publishes or receives events."""
     sweeper: Sweeper | None = None
+    metrics: Metrics | None = None
+    """Set by the composition (``Metrics.instrument``): counts failed event deliveries."""
 
-    def connect(self, peers: Peers) -> None:
+    def connect(self, peers: Peers, *, start_sweeper: bool = True) -> None:
         """Learn the other services and, if this service has an outbox, start its sweeper."""
         self.peers = peers
         interval = self.settings.outbox_sweep_seconds
-        if self.relay is not None and interval > 0:
+        if self.relay is not None and interval > 0 and start_sweeper:
             self.sweeper = Sweeper(self.relay, interval)
             self.sweeper.start()
 
@@ -79,6 +82,7 @@ def init_web(app: Flask) -> None:
     app.url_map.strict_slashes = False
     app.url_map.merge_slashes = False
     app.url_map.converters["id"] = IdConverter
+    init_observability(app)  # first, so its timing covers the other hooks
     init_request_id(app)
     register_error_handlers(app)
 

@@ -1,0 +1,299 @@
+"""Metrics and structured logs: what an operator sees of every request.
+
+    init_observability(app)                 # init_web does it: timing, one JSON log line
+                                            # per request on the "microshop.access" logger
+    metrics = Metrics()                     # one registry per composed application
+    metrics.instrument(order_app, "order")  # its requests counted, its outbox watched
+    body, content_type = metrics.exposition()   # GET /metrics
+
+Requests are counted and timed by service, route template (``/order/<id:order_id>``,
+never the raw path; ``unmatched`` for a path no route matches), method and status, so
+the number of series stays bounded whatever clients send. Each ``Metrics`` has its own
+registry, so any number of applications live in one process.
+
+Logs go through stdlib logging. ``configure_logging`` (run by ``init_web``) gives the
+process one JSON formatter on a stderr handler, unless the host has configured logging
+already, in which case microshop's records go to the host's handlers. A request's line
+holds its method, route, status, duration, request id and, once a token was verified, the
+user id: never a body, a token or any header but ``X-Request-ID``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from flask import Flask, Response, current_app, g, has_request_context, request
+from flask_jwt_extended import get_jwt
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+
+if TYPE_CHECKING:
+    from app.database import Database
+    from app.platform import Platform
+
+ACCESS_LOG = logging.getLogger("microshop.access")
+log = logging.getLogger("microshop.observability")
+ROOT_SERVICE = "root"
+"""The service label of the composition's own app (``/``, ``/healthz``, ``/metrics``, 404s)."""
+UNMATCHED = "unmatched"
+"""The route label of a request no route matched: 404 scans add one series, not many."""
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER_METHOD = "OTHER"
+OBSERVED = "microshop.observed"
+"""Marks, in ``app.extensions``, an app whose requests are timed and logged."""
+METRICS = "microshop.metrics"
+"""In ``app.extensions``: the ``Metrics`` and service name that ``instrument`` gave it."""
+LOG_FIELDS = ("service", "method", "route", "status", "duration_ms", "request_id", "user_id")
+_STARTED = "observability_started"
+_DONE = "observability_done"
+_configure_lock = threading.Lock()
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record, on one line: time (ISO-8601 UTC), level, logger,
+    message, the request fields a record carries, and ``traceback`` for an exception."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name in LOG_FIELDS:
+            value = getattr(record, name, None)
+            if value is not None:
+                entry[name] = value
+        if has_request_context():  # a record logged while a request is being answered
+            if "request_id" not in entry and g.get("request_id"):
+                entry["request_id"] = g.get("request_id")
+            entry.setdefault("service", _service_of(current_app))
+        if record.exc_info:
+            entry["traceback"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            entry["traceback"] = record.exc_text
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(entry, default=str)
+
+
+def configure_logging() -> None:
+    """JSON lines on stderr for this process, once; a host's own logging set-up wins.
+
+    The ``microshop`` loggers log at INFO (the access lines) unless a level was set for them.
+    If the root logger has no handler yet, it gets one: stderr, ``JsonFormatter``; so the
+    platform's lines, the services' and waitress's all come out as JSON. Calling it again,
+    as every app built in one process does, changes nothing."""
+    with _configure_lock:
+        microshop = logging.getLogger("microshop")
+        if microshop.level == logging.NOTSET:
+            microshop.setLevel(logging.INFO)
+        root = logging.getLogger()
+        if not root.handlers:
+            handler = logging.StreamHandler()  # sys.stderr
+            handler.setFormatter(JsonFormatter())
+            root.addHandler(handler)
+
+
+def init_observability(app: Flask) -> None:
+    """Time every request of ``app``, log it as one line, and count it once instrumented.
+
+    The hooks are added before the platform's others, so the timing covers them and the
+    line sees the final status (after-request hooks run in reverse order)."""
+    if app.extensions.get(OBSERVED):
+        return
+    configure_logging()
+    app.extensions[OBSERVED] = True
+    app.before_request(_started)
+    app.after_request(_finished)
+    app.teardown_request(_torn_down)
+
+
+def _started() -> None:
+    g.setdefault(_STARTED, time.perf_counter())
+
+
+def _finished(response: Response) -> Response:
+    _observe(response.status_code)
+    return response
+
+
+def _torn_down(error: BaseException | None) -> None:
+    """A request that never reached the after-request hooks still counts, as a 500."""
+    if not g.get(_DONE):
+        _observe(500)
+
+
+@dataclass(frozen=True)
+class _Instrumented:
+    metrics: Metrics
+    service: str
+
+
+def _platform_of(app: object) -> Platform | None:
+    from app.platform import platform_of  # app.platform imports this module
+
+    return platform_of(app)
+
+
+def _service_of(app: Flask) -> str:
+    instrumented: _Instrumented | None = app.extensions.get(METRICS)
+    if instrumented is not None:
+        return instrumented.service
+    platform = _platform_of(app)
+    return platform.service if platform is not None else ROOT_SERVICE
+
+
+def _route(service: str) -> str:
+    """The route template as a client sees it, with the service's prefix: bounded labels."""
+    rule = request.url_rule
+    if rule is None:
+        return UNMATCHED
+    prefix = "" if service == ROOT_SERVICE else f"/{service}"
+    return prefix + rule.rule
+
+
+def _user_id() -> int | None:
+    """The user a verified token named in this request; None if no token was verified."""
+    try:
+        claims = get_jwt()
+    except RuntimeError:  # no token was verified in this request
+        return None
+    subject = claims.get("sub")
+    if isinstance(subject, str) and subject.isdecimal() and subject.isascii():
+        return int(subject)
+    return None
+
+
+def _observe(status: int) -> None:
+    if g.get(_DONE):
+        return
+    g.setdefault(_DONE, True)
+    started = g.get(_STARTED)
+    seconds = time.perf_counter() - started if started is not None else 0.0
+    app: Flask = current_app
+    service = _service_of(app)
+    route = _route(service)
+    method = request.method if request.method in METHODS else OTHER_METHOD
+    instrumented: _Instrumented | None = app.extensions.get(METRICS)
+    if instrumented is not None:
+        instrumented.metrics.observe(service, route, method, status, seconds)
+    fields: dict[str, Any] = {
+        "service": service,
+        "method": method,
+        "route": route,
+        "status": status,
+        "duration_ms": round(seconds * 1000, 3),
+        "request_id": g.get("request_id"),
+        "user_id": _user_id(),
+    }
+    level = logging.ERROR if status >= 500 else logging.INFO
+    ACCESS_LOG.log(level, "%s %s %s", method, route, status, extra=fields)
+
+
+class Metrics:
+    """The Prometheus metrics of one composed application, in a registry of its own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        labels = ("service", "route", "method", "status")
+        self.requests = Counter(
+            "microshop_http_requests",
+            "HTTP requests answered, by service, route template, method and status.",
+            labels,
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "microshop_http_request_duration_seconds",
+            "Time to answer an HTTP request, by service, route template, method and status.",
+            labels,
+            registry=self.registry,
+        )
+        self.delivery_failures = Counter(
+            "microshop_outbox_delivery_failures",
+            "Failed attempts to deliver an outbox event, by publishing service and subscriber.",
+            ("service", "subscriber"),
+            registry=self.registry,
+        )
+        self.outboxes: dict[str, Database] = {}
+        self.registry.register(OutboxBacklog(self.outboxes))
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+
+    def instrument(self, app: object, service: str) -> None:
+        """Count ``app``'s requests as ``service``'s; watch its outbox and event deliveries.
+
+        A WSGI app that is not a Flask app is mounted as it is, uncounted."""
+        if not isinstance(app, Flask):
+            return
+        init_observability(app)  # a no-op for an app built on the platform
+        app.extensions[METRICS] = _Instrumented(self, service)
+        platform = _platform_of(app)
+        if platform is not None:
+            platform.metrics = self
+            if "outbox" in platform.database.metadata.tables:
+                self.outboxes[service] = platform.database
+
+    def observe(self, service: str, route: str, method: str, status: int, seconds: float) -> None:
+        labels = (service, route, method, str(status))
+        self.requests.labels(*labels).inc()
+        self.latency.labels(*labels).observe(seconds)
+
+    def delivery_failed(self, service: str, subscriber: str) -> None:
+        """One attempt to deliver one of ``service``'s events to ``subscriber`` failed."""
+        self.delivery_failures.labels(service, subscriber).inc()
+
+    def exposition(self) -> tuple[bytes, str]:
+        """The body and content type of ``GET /metrics`` (Prometheus text format)."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class OutboxBacklog(Collector):
+    """``microshop_outbox_backlog{service}``: events not yet delivered, counted at scrape.
+
+    A service whose database cannot be reached is left out of the scrape (``/readyz`` names
+    it), rather than failing the scrape of every other metric."""
+
+    NAME = "microshop_outbox_backlog"
+    HELP = "Events in a service's outbox not yet delivered to every subscriber."
+
+    def __init__(self, outboxes: dict[str, Database]):
+        self.outboxes = outboxes
+
+    def describe(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(self.NAME, self.HELP, labels=["service"])
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(self.NAME, self.HELP, labels=["service"])
+        for service, database in sorted(self.outboxes.items()):
+            outbox = database.metadata.tables["outbox"]
+            query = select(func.count()).select_from(outbox).where(outbox.c.delivered_at.is_(None))
+            try:
+                with database.engine.connect() as connection:
+                    backlog = connection.scalar(query) or 0
+            except Exception as error:  # an unreachable database must not break the scrape
+                log.warning("outbox backlog of %s not counted: %s", service, type(error).__name__)
+                continue
+            family.add_metric([service], backlog)
+        yield family
