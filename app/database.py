@@ -6,7 +6,8 @@
 
 SQLite gets WAL, foreign keys, a busy timeout and ``BEGIN IMMEDIATE`` (SQLAlchemy's
 pysqlite serializable recipe: concurrent writers queue instead of failing or racing).
-``postgresql://`` URLs use psycopg 3.
+``postgresql://`` URLs use psycopg 3. Errors never quote query parameters (they may hold
+what a client sent), so a logged traceback carries no secrets.
 """
 
 from __future__ import annotations
@@ -85,13 +86,19 @@ class Database:
         if parsed.get_backend_name() == "sqlite":
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-            engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+            engine = create_engine(
+                url,
+                connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+                hide_parameters=True,
+            )
             _configure_sqlite(engine, synchronous)
         else:
             connect_args = {}
             if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
                 connect_args["connect_timeout"] = 5  # a silent host must not hang /readyz
-            engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+            engine = create_engine(
+                url, pool_pre_ping=True, connect_args=connect_args, hide_parameters=True
+            )
         return cls(engine, metadata, sessionmaker(engine, expire_on_commit=False))
 
     @contextmanager
