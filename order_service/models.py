@@ -5,16 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, CheckConstraint, Enum, Index, String
+from sqlalchemy import BigInteger, CheckConstraint, Enum, Index, MetaData, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from app.database import UTCDateTime, utcnow
+from app.database import NAMING_CONVENTION, UTCDateTime, utcnow
 from app.deny_list import add_deny_list_tables
 from app.events import add_event_tables
 
 
 class Base(DeclarativeBase):
     """Tables of the order service."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
 add_event_tables(Base.metadata)
@@ -33,12 +35,12 @@ class Order(Base):
 
     __tablename__ = "orders"
     __table_args__ = (
-        Index("ix_orders_userid_id", "userid", "id"),  # a user's list, newest first
-        Index("ix_orders_userid_status_id", "userid", "status", "id"),  # ... by status
-        Index("ix_orders_status_id", "status", "id"),  # an admin's list by status
-        CheckConstraint("quantity BETWEEN 1 AND 1000", name="ck_orders_quantity"),
-        CheckConstraint("price_minor > 0", name="ck_orders_price"),
-        CheckConstraint("amount_minor = price_minor * quantity", name="ck_orders_amount"),
+        Index(None, "userid", "id"),  # a user's list, newest first
+        Index(None, "userid", "status", "id"),  # ... by status
+        Index(None, "status", "id"),  # an admin's list by status
+        CheckConstraint("quantity BETWEEN 1 AND 1000", name="quantity"),
+        CheckConstraint("price_minor > 0", name="price"),
+        CheckConstraint("amount_minor = price_minor * quantity", name="amount"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

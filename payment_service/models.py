@@ -11,19 +11,22 @@ from sqlalchemy import (
     Enum,
     ForeignKey,
     Index,
+    MetaData,
     String,
     Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from app.database import UTCDateTime, utcnow
+from app.database import NAMING_CONVENTION, UTCDateTime, utcnow
 from app.deny_list import add_deny_list_tables
 from app.events import add_event_tables
 
 
 class Base(DeclarativeBase):
     """Tables of the payment service."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
 add_event_tables(Base.metadata)
@@ -44,10 +47,10 @@ class Payment(Base):
 
     __tablename__ = "payments"
     __table_args__ = (
-        Index("ix_payments_userid_id", "userid", "id"),
-        Index("ix_payments_order_id_id", "order_id", "id"),
-        CheckConstraint("refunded_minor BETWEEN 0 AND amount_minor", name="ck_payments_refunded"),
-        CheckConstraint("amount_minor > 0", name="ck_payments_amount"),
+        Index(None, "userid", "id"),
+        Index(None, "order_id", "id"),
+        CheckConstraint("refunded_minor BETWEEN 0 AND amount_minor", name="refunded"),
+        CheckConstraint("amount_minor > 0", name="amount"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -93,7 +96,7 @@ class IdempotencyRecord(Base):
     """One caller's ``Idempotency-Key``: the request it stood for, and the answer given."""
 
     __tablename__ = "idempotency_keys"
-    __table_args__ = (UniqueConstraint("userid", "key", name="uq_idempotency_userid_key"),)
+    __table_args__ = (UniqueConstraint("userid", "key"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     userid: Mapped[int] = mapped_column(BigInteger)

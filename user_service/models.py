@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import ForeignKey, MetaData, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from app.database import UTCDateTime, utcnow
+from app.database import NAMING_CONVENTION, UTCDateTime, utcnow
 from app.events import add_event_tables
 
 
 class Base(DeclarativeBase):
     """Tables of the user service."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
 add_event_tables(Base.metadata)

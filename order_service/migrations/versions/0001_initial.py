@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 05:17:15.254465
+Create Date: 2026-11-22 05:24:38.342004
 """
 
 import sqlalchemy as sa
@@ -19,17 +19,19 @@ def upgrade() -> None:
         "denied_tokens",
         sa.Column("jti", sa.String(length=64), nullable=False),
         sa.Column("expires_at", sa.DateTime(), nullable=False),
-        sa.PrimaryKeyConstraint("jti"),
+        sa.PrimaryKeyConstraint("jti", name=op.f("pk_denied_tokens")),
     )
-    op.create_index(
-        op.f("ix_denied_tokens_expires_at"), "denied_tokens", ["expires_at"], unique=False
-    )
+    with op.batch_alter_table("denied_tokens", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_denied_tokens_expires_at"), ["expires_at"], unique=False
+        )
+
     op.create_table(
         "inbox",
         sa.Column("event_id", sa.String(length=32), nullable=False),
         sa.Column("topic", sa.String(length=64), nullable=False),
         sa.Column("received_at", sa.DateTime(), nullable=False),
-        sa.PrimaryKeyConstraint("event_id"),
+        sa.PrimaryKeyConstraint("event_id", name=op.f("pk_inbox")),
     )
     op.create_table(
         "orders",
@@ -56,16 +58,18 @@ def upgrade() -> None:
         ),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.Column("updated_at", sa.DateTime(), nullable=False),
-        sa.CheckConstraint("amount_minor = price_minor * quantity", name="ck_orders_amount"),
-        sa.CheckConstraint("price_minor > 0", name="ck_orders_price"),
-        sa.CheckConstraint("quantity BETWEEN 1 AND 1000", name="ck_orders_quantity"),
-        sa.PrimaryKeyConstraint("id"),
+        sa.CheckConstraint("amount_minor = price_minor * quantity", name=op.f("ck_orders_amount")),
+        sa.CheckConstraint("price_minor > 0", name=op.f("ck_orders_price")),
+        sa.CheckConstraint("quantity BETWEEN 1 AND 1000", name=op.f("ck_orders_quantity")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_orders")),
     )
-    op.create_index("ix_orders_status_id", "orders", ["status", "id"], unique=False)
-    op.create_index("ix_orders_userid_id", "orders", ["userid", "id"], unique=False)
-    op.create_index(
-        "ix_orders_userid_status_id", "orders", ["userid", "status", "id"], unique=False
-    )
+    with op.batch_alter_table("orders", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_orders_status_id"), ["status", "id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_orders_userid_id"), ["userid", "id"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_orders_userid_status_id"), ["userid", "status", "id"], unique=False
+        )
+
     op.create_table(
         "outbox",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -79,28 +83,38 @@ def upgrade() -> None:
         sa.Column("lease_until", sa.DateTime(), nullable=True),
         sa.Column("delivered_at", sa.DateTime(), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("event_id"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_outbox")),
+        sa.UniqueConstraint("event_id", name=op.f("uq_outbox_event_id")),
     )
-    op.create_index(op.f("ix_outbox_delivered_at"), "outbox", ["delivered_at"], unique=False)
-    op.create_index(op.f("ix_outbox_next_attempt_at"), "outbox", ["next_attempt_at"], unique=False)
+    with op.batch_alter_table("outbox", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_outbox_delivered_at"), ["delivered_at"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_outbox_next_attempt_at"), ["next_attempt_at"], unique=False
+        )
+
     op.create_table(
         "token_versions",
         sa.Column("user_id", sa.BigInteger(), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
-        sa.PrimaryKeyConstraint("user_id"),
+        sa.PrimaryKeyConstraint("user_id", name=op.f("pk_token_versions")),
     )
 
 
 def downgrade() -> None:
     op.drop_table("token_versions")
-    op.drop_index(op.f("ix_outbox_next_attempt_at"), table_name="outbox")
-    op.drop_index(op.f("ix_outbox_delivered_at"), table_name="outbox")
+    with op.batch_alter_table("outbox", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_outbox_next_attempt_at"))
+        batch_op.drop_index(batch_op.f("ix_outbox_delivered_at"))
+
     op.drop_table("outbox")
-    op.drop_index("ix_orders_userid_status_id", table_name="orders")
-    op.drop_index("ix_orders_userid_id", table_name="orders")
-    op.drop_index("ix_orders_status_id", table_name="orders")
+    with op.batch_alter_table("orders", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_orders_userid_status_id"))
+        batch_op.drop_index(batch_op.f("ix_orders_userid_id"))
+        batch_op.drop_index(batch_op.f("ix_orders_status_id"))
+
     op.drop_table("orders")
     op.drop_table("inbox")
-    op.drop_index(op.f("ix_denied_tokens_expires_at"), table_name="denied_tokens")
+    with op.batch_alter_table("denied_tokens", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_denied_tokens_expires_at"))
+
     op.drop_table("denied_tokens")

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 05:17:15.292855
+Create Date: 2026-11-22 05:24:38.382322
 """
 
 import sqlalchemy as sa
@@ -19,11 +19,13 @@ def upgrade() -> None:
         "denied_tokens",
         sa.Column("jti", sa.String(length=64), nullable=False),
         sa.Column("expires_at", sa.DateTime(), nullable=False),
-        sa.PrimaryKeyConstraint("jti"),
+        sa.PrimaryKeyConstraint("jti", name=op.f("pk_denied_tokens")),
     )
-    op.create_index(
-        op.f("ix_denied_tokens_expires_at"), "denied_tokens", ["expires_at"], unique=False
-    )
+    with op.batch_alter_table("denied_tokens", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_denied_tokens_expires_at"), ["expires_at"], unique=False
+        )
+
     op.create_table(
         "idempotency_keys",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -33,18 +35,20 @@ def upgrade() -> None:
         sa.Column("response_status", sa.Integer(), nullable=True),
         sa.Column("response_body", sa.Text(), nullable=True),
         sa.Column("created_at", sa.DateTime(), nullable=False),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("userid", "key", name="uq_idempotency_userid_key"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_idempotency_keys")),
+        sa.UniqueConstraint("userid", "key", name=op.f("uq_idempotency_keys_userid_key")),
     )
-    op.create_index(
-        op.f("ix_idempotency_keys_created_at"), "idempotency_keys", ["created_at"], unique=False
-    )
+    with op.batch_alter_table("idempotency_keys", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_idempotency_keys_created_at"), ["created_at"], unique=False
+        )
+
     op.create_table(
         "inbox",
         sa.Column("event_id", sa.String(length=32), nullable=False),
         sa.Column("topic", sa.String(length=64), nullable=False),
         sa.Column("received_at", sa.DateTime(), nullable=False),
-        sa.PrimaryKeyConstraint("event_id"),
+        sa.PrimaryKeyConstraint("event_id", name=op.f("pk_inbox")),
     )
     op.create_table(
         "outbox",
@@ -59,11 +63,15 @@ def upgrade() -> None:
         sa.Column("lease_until", sa.DateTime(), nullable=True),
         sa.Column("delivered_at", sa.DateTime(), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("event_id"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_outbox")),
+        sa.UniqueConstraint("event_id", name=op.f("uq_outbox_event_id")),
     )
-    op.create_index(op.f("ix_outbox_delivered_at"), "outbox", ["delivered_at"], unique=False)
-    op.create_index(op.f("ix_outbox_next_attempt_at"), "outbox", ["next_attempt_at"], unique=False)
+    with op.batch_alter_table("outbox", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_outbox_delivered_at"), ["delivered_at"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_outbox_next_attempt_at"), ["next_attempt_at"], unique=False
+        )
+
     op.create_table(
         "payments",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -93,20 +101,24 @@ def upgrade() -> None:
         sa.Column("failure_reason", sa.String(length=200), nullable=True),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.Column("updated_at", sa.DateTime(), nullable=False),
-        sa.CheckConstraint("amount_minor > 0", name="ck_payments_amount"),
+        sa.CheckConstraint("amount_minor > 0", name=op.f("ck_payments_amount")),
         sa.CheckConstraint(
-            "refunded_minor BETWEEN 0 AND amount_minor", name="ck_payments_refunded"
+            "refunded_minor BETWEEN 0 AND amount_minor", name=op.f("ck_payments_refunded")
         ),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("charged_order_id"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_payments")),
+        sa.UniqueConstraint("charged_order_id", name=op.f("uq_payments_charged_order_id")),
     )
-    op.create_index("ix_payments_order_id_id", "payments", ["order_id", "id"], unique=False)
-    op.create_index("ix_payments_userid_id", "payments", ["userid", "id"], unique=False)
+    with op.batch_alter_table("payments", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_payments_order_id_id"), ["order_id", "id"], unique=False
+        )
+        batch_op.create_index(batch_op.f("ix_payments_userid_id"), ["userid", "id"], unique=False)
+
     op.create_table(
         "token_versions",
         sa.Column("user_id", sa.BigInteger(), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
-        sa.PrimaryKeyConstraint("user_id"),
+        sa.PrimaryKeyConstraint("user_id", name=op.f("pk_token_versions")),
     )
     op.create_table(
         "refunds",
@@ -116,26 +128,36 @@ def upgrade() -> None:
         sa.Column("provider_reference", sa.String(length=128), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.ForeignKeyConstraint(
-            ["payment_id"],
-            ["payments.id"],
+            ["payment_id"], ["payments.id"], name=op.f("fk_refunds_payment_id_payments")
         ),
-        sa.PrimaryKeyConstraint("id"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_refunds")),
     )
-    op.create_index(op.f("ix_refunds_payment_id"), "refunds", ["payment_id"], unique=False)
+    with op.batch_alter_table("refunds", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_refunds_payment_id"), ["payment_id"], unique=False)
 
 
 def downgrade() -> None:
-    op.drop_index(op.f("ix_refunds_payment_id"), table_name="refunds")
+    with op.batch_alter_table("refunds", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_refunds_payment_id"))
+
     op.drop_table("refunds")
     op.drop_table("token_versions")
-    op.drop_index("ix_payments_userid_id", table_name="payments")
-    op.drop_index("ix_payments_order_id_id", table_name="payments")
+    with op.batch_alter_table("payments", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_payments_userid_id"))
+        batch_op.drop_index(batch_op.f("ix_payments_order_id_id"))
+
     op.drop_table("payments")
-    op.drop_index(op.f("ix_outbox_next_attempt_at"), table_name="outbox")
-    op.drop_index(op.f("ix_outbox_delivered_at"), table_name="outbox")
+    with op.batch_alter_table("outbox", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_outbox_next_attempt_at"))
+        batch_op.drop_index(batch_op.f("ix_outbox_delivered_at"))
+
     op.drop_table("outbox")
     op.drop_table("inbox")
-    op.drop_index(op.f("ix_idempotency_keys_created_at"), table_name="idempotency_keys")
+    with op.batch_alter_table("idempotency_keys", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_idempotency_keys_created_at"))
+
     op.drop_table("idempotency_keys")
-    op.drop_index(op.f("ix_denied_tokens_expires_at"), table_name="denied_tokens")
+    with op.batch_alter_table("denied_tokens", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_denied_tokens_expires_at"))
+
     op.drop_table("denied_tokens")

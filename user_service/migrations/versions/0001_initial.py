@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 05:17:15.217043
+Create Date: 2026-11-22 05:24:38.303866
 """
 
 import sqlalchemy as sa
@@ -20,7 +20,7 @@ def upgrade() -> None:
         sa.Column("event_id", sa.String(length=32), nullable=False),
         sa.Column("topic", sa.String(length=64), nullable=False),
         sa.Column("received_at", sa.DateTime(), nullable=False),
-        sa.PrimaryKeyConstraint("event_id"),
+        sa.PrimaryKeyConstraint("event_id", name=op.f("pk_inbox")),
     )
     op.create_table(
         "outbox",
@@ -35,11 +35,15 @@ def upgrade() -> None:
         sa.Column("lease_until", sa.DateTime(), nullable=True),
         sa.Column("delivered_at", sa.DateTime(), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("event_id"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_outbox")),
+        sa.UniqueConstraint("event_id", name=op.f("uq_outbox_event_id")),
     )
-    op.create_index(op.f("ix_outbox_delivered_at"), "outbox", ["delivered_at"], unique=False)
-    op.create_index(op.f("ix_outbox_next_attempt_at"), "outbox", ["next_attempt_at"], unique=False)
+    with op.batch_alter_table("outbox", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_outbox_delivered_at"), ["delivered_at"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_outbox_next_attempt_at"), ["next_attempt_at"], unique=False
+        )
+
     op.create_table(
         "users",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -51,9 +55,9 @@ def upgrade() -> None:
         sa.Column("role", sa.String(length=16), nullable=False),
         sa.Column("token_version", sa.Integer(), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("email_key"),
-        sa.UniqueConstraint("username_key"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_users")),
+        sa.UniqueConstraint("email_key", name=op.f("uq_users_email_key")),
+        sa.UniqueConstraint("username_key", name=op.f("uq_users_username_key")),
     )
     op.create_table(
         "revoked_tokens",
@@ -61,23 +65,27 @@ def upgrade() -> None:
         sa.Column("user_id", sa.Integer(), nullable=False),
         sa.Column("expires_at", sa.DateTime(), nullable=False),
         sa.ForeignKeyConstraint(
-            ["user_id"],
-            ["users.id"],
+            ["user_id"], ["users.id"], name=op.f("fk_revoked_tokens_user_id_users")
         ),
-        sa.PrimaryKeyConstraint("jti"),
+        sa.PrimaryKeyConstraint("jti", name=op.f("pk_revoked_tokens")),
     )
-    op.create_index(
-        op.f("ix_revoked_tokens_expires_at"), "revoked_tokens", ["expires_at"], unique=False
-    )
-    op.create_index(op.f("ix_revoked_tokens_user_id"), "revoked_tokens", ["user_id"], unique=False)
+    with op.batch_alter_table("revoked_tokens", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_revoked_tokens_expires_at"), ["expires_at"], unique=False
+        )
+        batch_op.create_index(batch_op.f("ix_revoked_tokens_user_id"), ["user_id"], unique=False)
 
 
 def downgrade() -> None:
-    op.drop_index(op.f("ix_revoked_tokens_user_id"), table_name="revoked_tokens")
-    op.drop_index(op.f("ix_revoked_tokens_expires_at"), table_name="revoked_tokens")
+    with op.batch_alter_table("revoked_tokens", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_revoked_tokens_user_id"))
+        batch_op.drop_index(batch_op.f("ix_revoked_tokens_expires_at"))
+
     op.drop_table("revoked_tokens")
     op.drop_table("users")
-    op.drop_index(op.f("ix_outbox_next_attempt_at"), table_name="outbox")
-    op.drop_index(op.f("ix_outbox_delivered_at"), table_name="outbox")
+    with op.batch_alter_table("outbox", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_outbox_next_attempt_at"))
+        batch_op.drop_index(batch_op.f("ix_outbox_delivered_at"))
+
     op.drop_table("outbox")
     op.drop_table("inbox")
