@@ -27,12 +27,13 @@ class Checkout:
         order = service.check_payable(read_order(self.platform.peers, form.order_id), caller)
         units = self.platform.database.unit_of_work
         with units() as session:
-            payment_id = service.reserve_payment(session, caller, order, form.payment_method).id
+            reserved = service.reserve_payment(session, caller, order, form.payment_method)
+            payment_id, method = reserved.id, reserved.method  # a resumed one keeps its own
         try:
             reference = self.provider.charge(
                 amount_minor=order.amount_minor,
                 currency=order.currency,
-                method=form.payment_method,
+                method=method,
                 reference=f"payment-{payment_id}",
             )
         except Exception as error:

@@ -7,6 +7,8 @@ makes the reservation exclusive), call the provider, then settle or release.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -21,6 +23,8 @@ from payment_service.orders import OrderFacts
 from payment_service.schemas import PaymentQuery
 
 SETTLED = (PaymentStatus.SUCCEEDED, PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED)
+STRANDED_AFTER = timedelta(minutes=2)
+"""Far longer than a charge takes: a reservation older than this lost its process."""
 
 
 def check_payable(order: OrderFacts | None, caller: Caller) -> OrderFacts:
@@ -52,8 +56,30 @@ def reserve_payment(session: Session, caller: Caller, order: OrderFacts, method:
         with session.begin_nested():
             session.add(payment)
     except IntegrityError:
-        raise Conflict("order_already_paid", "order is already paid or being paid") from None
+        stranded = _take_over_stranded(session, order.id)
+        if stranded is None:
+            raise Conflict("order_already_paid", "order is already paid or being paid") from None
+        return stranded
     return payment
+
+
+def _take_over_stranded(session: Session, order_id: int) -> Payment | None:
+    """A reservation left ``processing`` for longer than any charge takes: its process
+    died between reserving and recording the provider's answer. The charge is retried
+    under the same payment (the provider's key is ``payment-<id>``), so a provider that
+    did charge answers with that charge instead of charging again."""
+    payment = settled_payment_of_order(session, order_id)
+    if payment is None or payment.status is not PaymentStatus.PROCESSING:
+        return None
+    now = utcnow()
+    taken = session.execute(
+        update(Payment)
+        .where(Payment.id == payment.id)
+        .where(Payment.status == PaymentStatus.PROCESSING)
+        .where(Payment.updated_at < now - STRANDED_AFTER)
+        .values(updated_at=now)
+    )
+    return payment if taken.rowcount == 1 else None
 
 
 def settle_payment(session: Session, payment_id: int, charge_reference: str) -> Payment:
