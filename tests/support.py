@@ -329,6 +329,24 @@ class Shop:
         )
 
 
+def assert_error(reply: Reply, status: int, slug: str) -> dict[str, Any]:
+    """The JSON error envelope of API.md, with this status and slug; returns its data."""
+    assert reply.status_code == status, reply.text
+    assert reply.headers["Content-Type"].startswith("application/json")
+    assert reply.json["code"] == status
+    assert reply.json["data"]["error"] == slug
+    assert isinstance(reply.json["msg"], str)
+    assert reply.json["msg"]
+    return reply.json["data"]
+
+
+def assert_fields(reply: Reply, *names: str) -> dict[str, str]:
+    """A 422 ``validation_error`` naming exactly these fields; returns the messages."""
+    data = assert_error(reply, 422, "validation_error")
+    assert set(data["fields"]) == set(names), data["fields"]
+    return data["fields"]
+
+
 def forge(claims: dict[str, Any], *, key: str = SECRET, algorithm: str = "HS256", **header: Any):
     return jwt.encode(claims, key, algorithm=algorithm, headers=header or None)
 

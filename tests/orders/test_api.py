@@ -10,7 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 
 import pytest
-from support import SECRET, Account, Shop, bearer, forge
+from support import SECRET, Account, Shop, assert_error, assert_fields, bearer, forge
 
 from app.auth import SERVICE_AUDIENCE, issue_service_token
 
@@ -26,19 +26,6 @@ ORDER_FIELDS = {
     "created_at",
     "updated_at",
 }
-
-
-def assert_error(reply, status: int, slug: str) -> dict:
-    assert reply.status_code == status, reply.text
-    assert reply.headers["Content-Type"].startswith("application/json")
-    assert reply.json["code"] == status
-    assert reply.json["data"]["error"] == slug
-    return reply.json["data"]
-
-
-def assert_fields(reply, *names: str) -> None:
-    data = assert_error(reply, 422, "validation_error")
-    assert set(data["fields"]) == set(names), data["fields"]
 
 
 def place(shop: Shop, account: Account, **body) -> dict:

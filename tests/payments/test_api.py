@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from support import Account, Reply, Shop
+from support import Account, Reply, Shop, assert_error, assert_fields
 
 PAYMENT_FIELDS = {
     "id",
@@ -26,19 +26,6 @@ PAYMENT_FIELDS = {
 REFUND_FIELDS = {"id", "payment_id", "amount", "created_at"}
 REFUND_PATHS = ["/{id}/refund", "/refund/{id}"]
 REPLAYED = "Idempotent-Replayed"
-
-
-def assert_error(reply, status: int, slug: str) -> dict:
-    assert reply.status_code == status, reply.text
-    assert reply.headers["Content-Type"].startswith("application/json")
-    assert reply.json["code"] == status
-    assert reply.json["data"]["error"] == slug
-    return reply.json["data"]
-
-
-def assert_fields(reply, *names: str) -> None:
-    data = assert_error(reply, 422, "validation_error")
-    assert set(data["fields"]) == set(names), data["fields"]
 
 
 def money(value: Any) -> Decimal:

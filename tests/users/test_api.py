@@ -8,25 +8,9 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
-from support import PASSWORD, Account, ServiceClient, bearer, unique
+from support import PASSWORD, Account, ServiceClient, assert_error, assert_fields, bearer, unique
 
 USER_FIELDS = {"id", "username", "email", "role", "created_at"}
-
-
-def assert_error(reply, status: int, slug: str) -> dict:
-    assert reply.status_code == status, reply.text
-    assert reply.headers["Content-Type"].startswith("application/json")
-    assert reply.json["code"] == status
-    assert reply.json["data"]["error"] == slug
-    assert isinstance(reply.json["msg"], str)
-    assert reply.json["msg"]
-    return reply.json["data"]
-
-
-def assert_fields(reply, *names: str) -> dict:
-    data = assert_error(reply, 422, "validation_error")
-    assert set(data["fields"]) == set(names), data["fields"]
-    return data["fields"]
 
 
 def new_user(**overrides):
