@@ -11,7 +11,7 @@ from app.platform import Platform
 from payment_service import service
 from payment_service.models import Payment, Refund
 from payment_service.orders import read_order
-from payment_service.providers import PaymentProvider
+from payment_service.providers import CardDeclined, PaymentProvider, ProviderFailed
 from payment_service.schemas import NewPayment
 
 
@@ -36,10 +36,12 @@ class Checkout:
                 method=method,
                 reference=f"payment-{payment_id}",
             )
-        except Exception as error:
+        except (CardDeclined, ProviderFailed) as refusal:  # the provider says: not charged
             with units() as session:
-                service.fail_payment(session, payment_id, getattr(error, "message", "error"))
+                service.fail_payment(session, payment_id, refusal.message)
             raise
+        # Any other failure (a timeout, say) leaves it unknown whether money moved: the
+        # reservation stays, and the next attempt resumes it under the same provider key.
         with units() as session:
             return service.settle_payment(session, payment_id, reference)
 

@@ -32,8 +32,9 @@ class PaymentProvider(Protocol):
         """Whether ``method`` names a payment method this provider knows."""
 
     def charge(self, *, amount_minor: int, currency: str, method: str, reference: str) -> str:
-        """Charge and return the provider's charge reference, or raise ``CardDeclined`` or
-        ``ProviderFailed``."""
+        """Charge and return the provider's charge reference. Raise ``CardDeclined`` or
+        ``ProviderFailed`` only when nothing was charged; any other exception means "not
+        known", and the charge is retried later under the same ``reference``."""
 
     def refund(
         self, *, charge_reference: str, amount_minor: int, currency: str, reference: str
