@@ -7,7 +7,8 @@ The first request with a key records it before any work starts, so a concurrent 
 finds it and gets 409 ``request_in_progress``. When the first finishes, its status and
 body are stored; a repeat with the same body gets them again with
 ``Idempotent-Replayed: true``, one with another body 422 ``idempotency_key_mismatch``.
-A 5xx is not stored: the key is freed so the client may retry.
+A 5xx is not stored: the key is freed so the client may retry. A first use whose process
+died (still "running" after two minutes) is taken over by the next.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from datetime import timedelta
 from typing import Any
 
 from flask import Response, current_app, request
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from app.auth import current_caller
 from app.database import utcnow
@@ -31,6 +33,8 @@ from payment_service.models import IdempotencyRecord
 
 HEADER = "Idempotency-Key"
 KEEP = timedelta(hours=24)
+ABANDONED_AFTER = timedelta(minutes=2)
+"""Far longer than a request runs: a first use still running after this lost its process."""
 
 
 class KeyMismatch(ApiError):
@@ -71,12 +75,28 @@ def _claim(userid: int, key: str, fingerprint: str) -> Response | None:
         if record.fingerprint != fingerprint:
             raise KeyMismatch()
         if record.response_status is None:
+            if _take_over_abandoned(session, record):
+                return None
             raise Conflict("request_in_progress", "a request with this Idempotency-Key is running")
         replay = current_app.response_class(
             record.response_body, status=record.response_status, mimetype="application/json"
         )
     replay.headers["Idempotent-Replayed"] = "true"
     return replay
+
+
+def _take_over_abandoned(session: Session, record: IdempotencyRecord) -> bool:
+    """A first use still "running" after ``ABANDONED_AFTER`` lost its process: this
+    request takes its place (one taker wins the conditional UPDATE)."""
+    now = utcnow()
+    taken = session.execute(
+        update(IdempotencyRecord)
+        .where(IdempotencyRecord.id == record.id)
+        .where(IdempotencyRecord.response_status.is_(None))
+        .where(IdempotencyRecord.created_at < now - ABANDONED_AFTER)
+        .values(created_at=now)
+    )
+    return taken.rowcount == 1
 
 
 def _finish(userid: int, key: str, response: Response) -> None:

@@ -10,6 +10,7 @@ from support import Account, Shop, WsgiTransport
 
 from app.database import utcnow
 from app.platform import platform_of
+from payment_service.idempotency import ABANDONED_AFTER, _fingerprint
 from payment_service.models import IdempotencyRecord
 
 
@@ -55,3 +56,18 @@ def test_a_server_side_failure_frees_the_key_for_a_retry(shop: Shop, alice: Acco
     assert again.status_code == 502
     assert "Idempotent-Replayed" not in again.headers
     assert pay(shop, alice, order["id"], "retry-me").status_code == 201
+
+
+def test_a_key_whose_first_use_died_is_taken_over(shop: Shop, alice: Account):
+    order = shop.order(alice)
+    age_keys(shop, timedelta(0))  # in-process only (skips over HTTP)
+    payment_app = shop.payments.transport.client.application.services["payment"]
+    body = {"order_id": order["id"], "payment_method": "tok_visa"}
+    with payment_app.test_request_context(json=body):
+        fingerprint = _fingerprint("pay", {})
+    with platform_of(payment_app).database.unit_of_work() as session:  # its process died
+        session.add(IdempotencyRecord(userid=alice.id, key="died", fingerprint=fingerprint))
+    running = pay(shop, alice, order["id"], "died")
+    assert running.json["data"]["error"] == "request_in_progress"
+    age_keys(shop, ABANDONED_AFTER + timedelta(seconds=1))
+    assert pay(shop, alice, order["id"], "died").status_code == 201
