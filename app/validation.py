@@ -78,15 +78,20 @@ def read_json_object(*, optional: bool = False) -> dict[str, Any]:
     return body
 
 
-def validate(model: type[Model], data: dict[str, Any]) -> Model:
+def validate(
+    model: type[Model], data: dict[str, Any], context: dict[str, Any] | None = None
+) -> Model:
+    """``context`` reaches the model's validators (what only the running service knows)."""
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context=context)
     except PydanticValidationError as error:
         raise ValidationFailed(field_errors(error)) from None
 
 
-def parse(model: type[Model], *, optional: bool = False) -> Model:
-    return validate(model, read_json_object(optional=optional))
+def parse(
+    model: type[Model], *, optional: bool = False, context: dict[str, Any] | None = None
+) -> Model:
+    return validate(model, read_json_object(optional=optional), context)
 
 
 def parse_query(model: type[Model]) -> Model:

@@ -38,7 +38,7 @@ class PaymentList(Resource):
 
     def post(self) -> Response:
         """Pay an order in full; the order becomes paid."""
-        form = parse(NewPayment)
+        form = parse(NewPayment, context={"accepts": self.checkout.provider.accepts})
         payment = self.checkout.pay(current_caller(), form)
         return created(PaymentOut.of(payment), "payment succeeded")
 

@@ -809,3 +809,13 @@ def test_a_refund_key_with_another_request_is_422(shop: Shop, alice: Account, ch
     assert_error(reply, 422, "idempotency_key_mismatch")
     assert money(payment_now(shop, alice, payment["id"])["refunded_amount"]) == Decimal("1.00")
     assert payment_now(shop, alice, other["id"]) == other
+
+
+def test_every_bad_field_of_a_pay_is_named_at_once(shop: Shop, alice: Account):
+    body = {"order_id": "4", "payment_method": "tok_amex", "amount": 1}
+    assert_fields(
+        shop.payments.post("/", json=body, headers=alice.headers),
+        "order_id",
+        "payment_method",
+        "amount",
+    )
