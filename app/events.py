@@ -184,7 +184,7 @@ class Relay:
         now = utcnow()
         values: dict[str, Any] = {"delivered_to": ",".join(sorted(delivered)), "lease_until": None}
         if finished:
-            values["delivered_at"] = now
+            values.update(delivered_at=now, last_error=None)
         else:
             values.update(
                 attempts=row["attempts"] + 1,

@@ -468,6 +468,7 @@ def test_a_failing_handler_leaves_the_event_pending_with_back_off_until_it_works
 
     [row] = shop.outbox()
     assert row["delivered_at"] is not None
+    assert row["last_error"] is None  # what failed before is no longer the state
     assert row["delivered_to"] == "sub"
     assert row["lease_until"] is None
     assert len(shop.subscriber.calls) == 4  # three failed tries, rolled back, and one that ran
