@@ -55,9 +55,6 @@ class Peers:
         self._clients: dict[str, httpx.Client] = {}
         self._lock = threading.Lock()
 
-    def names(self) -> set[str]:
-        return set(self.mounted) | set(self.urls)
-
     def call(
         self, service: str, method: str, path: str, *, caller: str, json_body: Any = None
     ) -> Reply:

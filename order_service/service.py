@@ -26,8 +26,6 @@ class IllegalTransition(Exception):
 
     def __init__(self, order: Order, target: OrderStatus):
         super().__init__(f"order {order.id} cannot go from {order.status} to {target}")
-        self.current = order.status
-        self.target = target
 
 
 def transition(order: Order, target: OrderStatus) -> None:

@@ -223,7 +223,7 @@ def test_a_mounted_service_is_preferred_to_its_url(make_peers, tmp_path: Path):
 
 def test_a_service_neither_mounted_nor_configured_is_unavailable(make_peers):
     peers = make_peers({}, order="http://127.0.0.1:9")
-    assert peers.names() == {"order"}
+    assert (set(peers.mounted), set(peers.urls)) == (set(), {"order"})
     with pytest.raises(ServiceUnavailable) as raised:
         peers.call("reviews", "GET", "/internal/anything", caller="payment")
     assert raised.value.status == 503
