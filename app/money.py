@@ -16,7 +16,7 @@ import re
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, WithJsonSchema
 
 MINOR_PER_MAJOR = 100
 _DECIMALS = 2
@@ -67,4 +67,15 @@ def money(*, minimum: int, maximum: int) -> Any:
             raise ValueError(f"must be between {_shown(minimum)} and {_shown(maximum)}")
         return minor
 
-    return Annotated[int, BeforeValidator(check)]
+    on_the_wire = {  # what a client sends; the model holds minor units
+        "anyOf": [
+            {
+                "type": "number",
+                "minimum": minimum / MINOR_PER_MAJOR,
+                "maximum": maximum / MINOR_PER_MAJOR,
+            },
+            {"type": "string", "pattern": _DECIMAL_TEXT.pattern},
+        ],
+        "description": f"an amount with at most {_DECIMALS} decimals, as a number or a string",
+    }
+    return Annotated[int, BeforeValidator(check), WithJsonSchema(on_the_wire)]

@@ -15,7 +15,7 @@ import binascii
 from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, WithJsonSchema
 from sqlalchemy import Select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
@@ -40,7 +40,11 @@ def decode_cursor(cursor: Any) -> int:
     return int(digits)
 
 
-Cursor = Annotated[int, BeforeValidator(decode_cursor)]
+Cursor = Annotated[
+    int,
+    BeforeValidator(decode_cursor),
+    WithJsonSchema({"type": "string", "description": "next_cursor of the previous page"}),
+]
 """A query field holding a cursor; validated to the id it stands for."""
 
 

@@ -17,16 +17,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from flask import Flask, Response, current_app
+from flask import Flask, Response, current_app, request
 from sqlalchemy import MetaData
 from sqlalchemy.orm import Session
 from werkzeug.routing import IntegerConverter, Map
 
-from app.database import Database
+from app import __version__
+from app.database import MAX_ID, Database
 from app.errors import ServiceUnavailable, register_error_handlers
 from app.events import Relay, Sweeper
 from app.migrations import prepare_schema
 from app.observability import Metrics, init_observability
+from app.openapi import build_document, operation
 from app.request_id import init_request_id
 from app.responses import ok
 from app.service_client import Peers
@@ -34,7 +36,6 @@ from app.settings import Settings
 
 MAX_BODY_BYTES = 64 * 1024
 EXTENSION = "microshop"
-MAX_ID = 2**31 - 1
 
 
 class IdConverter(IntegerConverter):
@@ -109,12 +110,26 @@ def init_service(
         prepare_schema(database, service, app.import_name)
 
     @app.get("/healthz")
+    @operation(responses={200: None}, auth=False)
     def healthz() -> Response:
+        """Alive while the process lives."""
         return ok({"status": "alive", "service": service})
 
     @app.get("/readyz")
+    @operation(responses={200: None}, errors=(503,), auth=False)
     def readyz() -> Response:
+        """Ready when the service reaches its database and finds its tables."""
         return readiness({service: database.state()})
+
+    @app.get("/openapi.json")
+    def openapi_document() -> Response:
+        """This service's OpenAPI 3.1 document, built from its routes and models."""
+        document = build_document(
+            app, service=service, server=request.script_root, version=__version__
+        )
+        return current_app.response_class(
+            current_app.json.dumps(document), mimetype="application/json"
+        )
 
     return platform
 

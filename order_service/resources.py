@@ -6,6 +6,7 @@ from flask import Response
 from flask_restful import Resource
 
 from app.auth import access_required, current_caller, service_required
+from app.openapi import operation
 from app.platform import unit_of_work
 from app.responses import created, ok
 from app.validation import parse, parse_query
@@ -16,6 +17,7 @@ from order_service.schemas import NewOrder, OrderFacts, OrderOut, OrderPage, Ord
 class OrderList(Resource):
     method_decorators = [access_required]
 
+    @operation(query=OrderQuery, responses={200: OrderPage})
     def get(self) -> Response:
         """The caller's orders, newest first, a page at a time."""
         query = parse_query(OrderQuery)
@@ -24,6 +26,7 @@ class OrderList(Resource):
             items = [OrderOut.of(order) for order in page.items]
         return ok(OrderPage(items=items, next_cursor=page.next_cursor))
 
+    @operation(body=NewOrder, responses={201: OrderOut}, errors=(403,))
     def post(self) -> Response:
         """Place an order for the caller."""
         form = parse(NewOrder)
@@ -36,11 +39,13 @@ class OrderList(Resource):
 class OrderItem(Resource):
     method_decorators = [access_required]
 
+    @operation(responses={200: OrderOut}, errors=(403, 404))
     def get(self, order_id: int) -> Response:
         """One order, for its owner or an admin."""
         with unit_of_work() as session:
             return ok(OrderOut.of(service.owned_order(session, current_caller(), order_id)))
 
+    @operation(responses={200: OrderOut}, errors=(403, 404))
     def delete(self, order_id: int) -> Response:
         """Cancel an order (kept, never deleted); cancelling again changes nothing."""
         with unit_of_work() as session:

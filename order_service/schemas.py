@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, Field, StrictInt
+from pydantic import BaseModel, BeforeValidator, Field, StrictInt, WithJsonSchema
 
 from app.money import as_number, money
 from app.pagination import Cursor
@@ -29,7 +29,16 @@ class NewOrder(RequestModel):
     """In minor units once validated."""
     quantity: Annotated[StrictInt, Field(ge=1, le=1000)] = 1
     currency: text(min_length=3, max_length=3, pattern=r"^[A-Z]{3}$") = "USD"
-    userid: Annotated[int, BeforeValidator(_user_id)] | None = None
+    userid: (
+        Annotated[
+            int,
+            BeforeValidator(_user_id),
+            WithJsonSchema(
+                {"anyOf": [{"type": "integer"}, {"type": "string", "pattern": "^[0-9]{1,18}$"}]}
+            ),
+        ]
+        | None
+    ) = None
 
 
 class OrderQuery(RequestModel):

@@ -6,6 +6,7 @@ from flask import Response
 from flask_restful import Resource
 
 from app.auth import access_required, current_caller
+from app.openapi import operation
 from app.platform import unit_of_work
 from app.responses import created, ok
 from app.validation import parse, parse_query
@@ -28,6 +29,7 @@ class PaymentList(Resource):
     def __init__(self, checkout: Checkout):
         self.checkout = checkout
 
+    @operation(query=PaymentQuery, responses={200: PaymentPage})
     def get(self) -> Response:
         """The caller's payments, newest first, a page at a time."""
         query = parse_query(PaymentQuery)
@@ -36,6 +38,20 @@ class PaymentList(Resource):
             items = [PaymentOut.of(payment) for payment in page.items]
         return ok(PaymentPage(items=items, next_cursor=page.next_cursor))
 
+    @operation(
+        body=NewPayment,
+        responses={201: PaymentOut},
+        idempotency_key=True,
+        errors={
+            402: ("card_declined",),
+            403: ("forbidden",),
+            404: ("not_found",),
+            409: ("order_not_payable", "order_already_paid", "request_in_progress"),
+            422: ("validation_error", "idempotency_key_mismatch"),
+            502: ("payment_provider_error",),
+            503: ("service_unavailable",),
+        },
+    )
     def post(self) -> Response:
         """Pay an order in full; the order becomes paid."""
         form = parse(NewPayment, context={"accepts": self.checkout.provider.accepts})
@@ -46,6 +62,7 @@ class PaymentList(Resource):
 class PaymentItem(Resource):
     method_decorators = [access_required]
 
+    @operation(responses={200: PaymentOut}, errors=(403, 404))
     def get(self, payment_id: int) -> Response:
         """One payment, for its payer or an admin."""
         with unit_of_work() as session:
@@ -58,6 +75,19 @@ class PaymentRefunds(Resource):
     def __init__(self, checkout: Checkout):
         self.checkout = checkout
 
+    @operation(
+        body=RefundRequest,
+        body_required=False,
+        responses={201: RefundOut},
+        idempotency_key=True,
+        errors={
+            403: ("forbidden",),
+            404: ("not_found",),
+            409: ("refund_exceeds_payment", "payment_not_refundable", "request_in_progress"),
+            422: ("validation_error", "idempotency_key_mismatch"),
+            502: ("payment_provider_error",),
+        },
+    )
     def post(self, payment_id: int) -> Response:
         """Refund part or all of what is left of a payment."""
         form = parse(RefundRequest, optional=True)

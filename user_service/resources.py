@@ -17,6 +17,7 @@ from app.auth import (
     refresh_required,
 )
 from app.errors import ValidationFailed
+from app.openapi import operation
 from app.platform import current_platform, unit_of_work
 from app.responses import created, ok
 from app.validation import parse
@@ -40,6 +41,12 @@ def _access_token(user: User) -> AccessToken:
 
 
 class Registrations(Resource):
+    @operation(
+        body=Registration,
+        responses={201: UserOut},
+        errors={409: ("username_taken", "email_taken")},
+        auth=False,
+    )
     def post(self) -> Response:
         """Create an account."""
         form = parse(Registration)
@@ -49,6 +56,12 @@ class Registrations(Resource):
 
 
 class Logins(Resource):
+    @operation(
+        body=Credentials,
+        responses={200: TokenPair},
+        errors={401: ("invalid_credentials",), 429: ("rate_limited",)},
+        auth=False,
+    )
     def post(self) -> Response:
         """Exchange a username and password for an access and a refresh token."""
         form = parse(Credentials)
@@ -62,6 +75,7 @@ class Logins(Resource):
 class Refreshes(Resource):
     method_decorators = [refresh_required]
 
+    @operation(responses={200: AccessToken})
     def post(self) -> Response:
         """Exchange a refresh token for a new access token."""
         with unit_of_work() as session:
@@ -83,6 +97,7 @@ def _refresh_claims(token: str, user_id: int) -> dict[str, Any]:
 class Logouts(Resource):
     method_decorators = [access_required]
 
+    @operation(body=Logout, body_required=False, responses={200: None})
     def post(self) -> Response:
         """Revoke this access token, and the refresh token if given, for good."""
         form = parse(Logout, optional=True)
@@ -97,6 +112,7 @@ class Logouts(Resource):
 class Me(Resource):
     method_decorators = [access_required]
 
+    @operation(responses={200: UserOut})
     def get(self) -> Response:
         """The caller's own account."""
         caller = current_caller()
@@ -107,6 +123,7 @@ class Me(Resource):
 class Users(Resource):
     method_decorators = [access_required]
 
+    @operation(responses={200: UserOut}, errors=(403, 404))
     def get(self, user_id: int) -> Response:
         """An account, for that user or an admin."""
         with unit_of_work() as session:
@@ -116,6 +133,7 @@ class Users(Resource):
 class Passwords(Resource):
     method_decorators = [access_required]
 
+    @operation(body=PasswordChange, responses={200: None})
     def post(self) -> Response:
         """Change the caller's password; every earlier token stops working."""
         form = parse(PasswordChange)

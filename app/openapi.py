@@ -1,0 +1,283 @@
+"""OpenAPI 3.1 documents built from the code: routes from Flask, shapes from pydantic.
+
+    class OrderItem(Resource):
+        @operation(responses={200: OrderOut}, errors=(403, 404))
+        def get(self, order_id): ...
+
+    document = build_document(app, service="order", server="/order")   # /order/openapi.json
+
+Every route a service registers must carry an ``@operation`` (the builder refuses an
+undocumented one), and request and response schemas come from the same pydantic models
+that validate, so the document cannot drift from the code. Internal routes
+(``/internal/...``) are left out: they are not part of the public API.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from flask import Flask
+from pydantic import BaseModel
+from werkzeug.routing import Rule
+
+from app.database import MAX_ID
+
+View = TypeVar("View", bound=Callable[..., Any])
+ATTRIBUTE = "__openapi__"
+OPENAPI_VERSION = "3.1.0"
+SLUGS: dict[int, tuple[str, ...]] = {
+    400: ("invalid_json",),
+    401: (
+        "missing_token",
+        "invalid_token",
+        "token_expired",
+        "token_revoked",
+        "invalid_credentials",
+    ),
+    402: ("card_declined",),
+    403: ("forbidden",),
+    404: ("not_found",),
+    405: ("method_not_allowed",),
+    409: (
+        "username_taken",
+        "email_taken",
+        "order_not_payable",
+        "order_already_paid",
+        "refund_exceeds_payment",
+        "payment_not_refundable",
+        "request_in_progress",
+    ),
+    413: ("payload_too_large",),
+    422: ("validation_error", "idempotency_key_mismatch"),
+    429: ("rate_limited",),
+    500: ("internal_error",),
+    502: ("payment_provider_error",),
+    503: ("service_unavailable",),
+}
+"""Every slug of API.md by status; an operation may name fewer."""
+_ARGUMENT = re.compile(r"<(?:(?P<converter>\w+)(?:\([^)]*\))?:)?(?P<name>\w+)>")
+
+
+class UndocumentedRoute(Exception):
+    """A route without ``@operation``: the document would lie by omission."""
+
+
+@dataclass(frozen=True)
+class Operation:
+    summary: str
+    responses: Mapping[int, type[BaseModel] | None]
+    errors: Mapping[int, tuple[str, ...]]
+    body: type[BaseModel] | None = None
+    body_required: bool = True
+    query: type[BaseModel] | None = None
+    auth: bool = True
+    idempotency_key: bool = False
+    tags: tuple[str, ...] = field(default_factory=tuple)
+
+
+def operation(
+    *,
+    responses: Mapping[int, type[BaseModel] | None],
+    errors: Iterable[int] | Mapping[int, tuple[str, ...]] = (),
+    body: type[BaseModel] | None = None,
+    body_required: bool = True,
+    query: type[BaseModel] | None = None,
+    auth: bool = True,
+    idempotency_key: bool = False,
+) -> Callable[[View], View]:
+    """Document a view: success bodies by status, and the errors it may answer.
+
+    Errors come as statuses (every slug of that status) or ``{status: (slug, ...)}``;
+    the ones every such view can answer are added: 400 and 413 with a body, 401 with
+    ``auth``, 422 with a body or query."""
+
+    def document(view: View) -> View:
+        declared = dict(errors) if isinstance(errors, Mapping) else dict.fromkeys(errors, ())
+        implied = {400: (), 413: ()} if body else {}
+        implied |= {401: ()} if auth else {}
+        implied |= {422: ()} if body or query else {}
+        merged = {status: declared.get(status) or SLUGS[status] for status in implied | declared}
+        summary = (view.__doc__ or view.__name__).strip().splitlines()[0]
+        setattr(
+            view,
+            ATTRIBUTE,
+            Operation(
+                summary, dict(responses), merged, body, body_required, query, auth, idempotency_key
+            ),
+        )
+        return view
+
+    return document
+
+
+class _Schemas:
+    """The components of one document: each model once, under its own name."""
+
+    def __init__(self) -> None:
+        self.components: dict[str, Any] = {}
+
+    def ref(self, model: type[BaseModel], mode: str) -> dict[str, str]:
+        schema = model.model_json_schema(
+            mode=mode,
+            ref_template="#/components/schemas/{model}",  # type: ignore[arg-type]
+        )
+        self.components.update(schema.pop("$defs", {}))
+        self.components[model.__name__] = schema
+        return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+    def query_parameters(self, model: type[BaseModel]) -> list[dict[str, Any]]:
+        schema = model.model_json_schema(
+            mode="validation", ref_template="#/components/schemas/{model}"
+        )
+        self.components.update(schema.pop("$defs", {}))
+        required = set(schema.get("required", ()))
+        return [
+            {
+                "name": name,
+                "in": "query",
+                "required": name in required,
+                "schema": _without_null(prop),
+            }
+            for name, prop in schema["properties"].items()
+        ]
+
+
+def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """An optional query parameter is absent, never ``null``: drop the null branch."""
+    branches = [branch for branch in schema.get("anyOf", ()) if branch != {"type": "null"}]
+    rest = {key: value for key, value in schema.items() if key not in ("anyOf", "default")}
+    if len(branches) == 1:
+        return {**rest, **branches[0]}
+    return {**rest, "anyOf": branches} if branches else rest
+
+
+def _envelope(data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["code", "msg", "data"],
+        "properties": {"code": {"const": 0}, "msg": {"type": "string"}, "data": data},
+    }
+
+
+def _error(status: int, slugs: tuple[str, ...]) -> dict[str, Any]:
+    return {
+        "description": ", ".join(slugs),
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["code", "msg", "data"],
+                    "properties": {
+                        "code": {"const": status},
+                        "msg": {"type": "string"},
+                        "data": {
+                            "type": "object",
+                            "required": ["error"],
+                            "properties": {
+                                "error": {"enum": list(slugs)},
+                                "fields": {
+                                    "type": "object",
+                                    "additionalProperties": {"type": "string"},
+                                },
+                            },
+                        },
+                    },
+                }
+            }
+        },
+    }
+
+
+def _path(rule: Rule) -> tuple[str, list[dict[str, Any]]]:
+    parameters = []
+    for match in _ARGUMENT.finditer(rule.rule):
+        schema: dict[str, Any] = {"type": "string"}
+        if match["converter"] == "id":
+            schema = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+        elif match["converter"] == "int":
+            schema = {"type": "integer", "minimum": 0}
+        parameters.append({"name": match["name"], "in": "path", "required": True, "schema": schema})
+    return _ARGUMENT.sub(lambda match: "{" + match["name"] + "}", rule.rule), parameters
+
+
+def _operation_object(
+    spec: Operation,
+    operation_id: str,
+    path_parameters: list[dict[str, Any]],
+    schemas: _Schemas,
+) -> dict[str, Any]:
+    parameters = list(path_parameters)
+    if spec.query is not None:
+        parameters += schemas.query_parameters(spec.query)
+    if spec.idempotency_key:
+        parameters.append(
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "description": "done at most once per caller and key (kept 24 hours)",
+                "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+            }
+        )
+    responses: dict[str, Any] = {}
+    for status, model in spec.responses.items():
+        data = schemas.ref(model, "serialization") if model else {"type": "object"}
+        responses[str(status)] = {
+            "description": spec.summary,
+            "content": {"application/json": {"schema": _envelope(data)}},
+        }
+    for status, slugs in sorted(spec.errors.items()):
+        responses[str(status)] = _error(status, slugs)
+    document: dict[str, Any] = {
+        "operationId": operation_id,
+        "summary": spec.summary,
+        "responses": responses,
+    }
+    if parameters:
+        document["parameters"] = parameters
+    if spec.body is not None:
+        document["requestBody"] = {
+            "required": spec.body_required,
+            "content": {"application/json": {"schema": schemas.ref(spec.body, "validation")}},
+        }
+    document["security"] = [{"bearer": []}] if spec.auth else []
+    return document
+
+
+def build_document(app: Flask, *, service: str, server: str, version: str) -> dict[str, Any]:
+    """The service's public API as an OpenAPI 3.1 document; ``server`` is its mount path."""
+    schemas = _Schemas()
+    paths: dict[str, dict[str, Any]] = {}
+    for rule in sorted(app.url_map.iter_rules(), key=lambda rule: rule.rule):
+        if rule.endpoint == "static" or rule.rule.startswith("/internal/"):
+            continue
+        if rule.rule == "/openapi.json":  # the document itself
+            continue
+        view = app.view_functions[rule.endpoint]
+        owner = getattr(view, "view_class", None)  # flask-restful: one method per verb
+        path, parameters = _path(rule)
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            handler = getattr(owner, method.lower()) if owner is not None else view
+            spec: Operation | None = getattr(handler, ATTRIBUTE, None)
+            if spec is None:
+                raise UndocumentedRoute(f"{service}: {method} {rule.rule} has no @operation")
+            slug = re.sub(r"[^A-Za-z0-9]+", "_", path).strip("_") or "root"
+            operation_id = f"{service}_{method.lower()}_{slug}"
+            paths.setdefault(path, {})[method.lower()] = _operation_object(
+                spec, operation_id, parameters, schemas
+            )
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": {"title": f"microshop {service} service", "version": version},
+        "servers": [{"url": server}],
+        "paths": paths,
+        "components": {
+            "schemas": schemas.components,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
+        },
+    }

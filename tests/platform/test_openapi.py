@@ -1,0 +1,132 @@
+"""Each service's OpenAPI document: valid 3.1, and exactly the routes Flask serves."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from flask import Flask
+from openapi_spec_validator import validate
+from sqlalchemy.orm import DeclarativeBase
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
+from werkzeug.test import Client
+
+from app.composition import Application
+from app.openapi import SLUGS, UndocumentedRoute, build_document
+from app.platform import init_service
+from app.settings import Settings
+
+SERVICES = ("user", "order", "payment")
+
+
+def documents(application: Application, prefix: str = "") -> dict[str, dict]:
+    client = Client(application)
+    replies = {name: client.get(f"{prefix}/{name}/openapi.json") for name in SERVICES}
+    assert {reply.status_code for reply in replies.values()} == {200}
+    return {name: reply.get_json() for name, reply in replies.items()}
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_document_is_valid_openapi_3_1(application: Application, service: str):
+    document = documents(application)[service]
+    validate(document)
+    assert document["openapi"].startswith("3.1")
+    assert document["servers"] == [{"url": f"/{service}"}]
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_the_document_has_every_public_route_and_no_other(application: Application, service):
+    app = application.services[service]
+    served = set()
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static" or rule.rule.startswith("/internal/"):
+            continue
+        if rule.rule == "/openapi.json":
+            continue
+        path = re.sub(r"<(?:\w+(?:\([^)]*\))?:)?(\w+)>", r"{\1}", rule.rule)
+        served |= {(path, method.lower()) for method in rule.methods - {"HEAD", "OPTIONS"}}
+    documented = {
+        (path, method)
+        for path, item in documents(application)[service]["paths"].items()
+        for method in item
+    }
+    assert documented == served
+    assert not any("internal" in path for path, _ in documented)
+
+
+def test_both_paths_of_a_route_are_documented(application: Application):
+    order, payment = documents(application)["order"], documents(application)["payment"]
+    assert {"get", "post"} <= set(order["paths"]["/"])
+    assert "post" in order["paths"]["/create"]
+    assert "get" in order["paths"]["/query/{order_id}"]
+    assert "delete" in order["paths"]["/cancel/{order_id}"]
+    assert "post" in payment["paths"]["/pay"]
+    assert "post" in payment["paths"]["/refund/{payment_id}"]
+
+
+def test_errors_carry_the_envelope_and_the_slugs_of_api_md(application: Application):
+    pay = documents(application)["payment"]["paths"]["/"]["post"]
+    assert set(pay["responses"]) >= {
+        "201",
+        "400",
+        "401",
+        "402",
+        "403",
+        "404",
+        "409",
+        "413",
+        "422",
+        "502",
+        "503",
+    }
+    conflict = pay["responses"]["409"]["content"]["application/json"]["schema"]
+    assert conflict["properties"]["code"] == {"const": 409}
+    assert set(conflict["properties"]["data"]["properties"]["error"]["enum"]) == {
+        "order_not_payable",
+        "order_already_paid",
+        "request_in_progress",
+    }
+    assert set(SLUGS[401]) == {
+        "missing_token",
+        "invalid_token",
+        "token_expired",
+        "token_revoked",
+        "invalid_credentials",
+    }
+    assert pay["security"] == [{"bearer": []}]
+    assert any(p["name"] == "Idempotency-Key" and p["in"] == "header" for p in pay["parameters"])
+    register = documents(application)["user"]["paths"]["/register"]["post"]
+    assert register["security"] == []
+
+
+def test_request_bodies_come_from_the_validating_models(application: Application):
+    order = documents(application)["order"]
+    schema = order["components"]["schemas"]["NewOrder"]
+    assert schema["additionalProperties"] is False
+    assert set(schema["required"]) == {"product", "price"}
+    price_types = {branch["type"] for branch in schema["properties"]["price"]["anyOf"]}
+    assert price_types == {"number", "string"}
+    listing = order["paths"]["/"]["get"]["parameters"]
+    assert {p["name"] for p in listing} == {"status", "limit", "cursor"}
+
+
+def test_an_embedded_application_documents_its_real_prefix(application: Application):
+    host = DispatcherMiddleware(Flask("host"), {"/api": application})
+    client = Client(host)
+    assert client.get("/api/order/openapi.json").get_json()["servers"] == [{"url": "/api/order"}]
+
+
+def test_an_undocumented_route_is_refused(tmp_path, settings: Settings):
+    class Base(DeclarativeBase):
+        pass
+
+    app = Flask("undocumented")
+    init_service(app, settings, service="extra", metadata=Base.metadata)
+
+    @app.get("/secret")
+    def secret() -> str:
+        return "nobody documented me"
+
+    with pytest.raises(UndocumentedRoute, match="/secret"):
+        build_document(app, service="extra", server="/extra", version="0")
+    app.extensions["microshop"].database.dispose()
