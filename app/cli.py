@@ -11,15 +11,18 @@ that app's context, so the platform needs no knowledge of any service.
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 import click
 from flask import Flask
 from sqlalchemy.exc import SQLAlchemyError
 
-from app import serving
+from app import __version__, serving
 from app.composition import Application, create_application
 from app.migrations import MigrationError, prepare_schema
+from app.openapi import build_document
 from app.platform import platform_of
 from app.settings import ConfigError, Settings
 
@@ -120,6 +123,27 @@ def _migrate(ctx: click.Context, only: str | None) -> None:
 def migrate(ctx: click.Context, only: str | None) -> None:
     """Migrate every mounted service's database to its latest schema (Alembic)."""
     _migrate(ctx, only)
+
+
+@main.command()
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("openapi"),
+    show_default=True,
+    help="Folder to write <service>.openapi.json files into.",
+)
+@click.pass_context
+def openapi(ctx: click.Context, out: Path) -> None:
+    """Write each mounted service's OpenAPI 3.1 document to a file."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name, app in _application(ctx).services.items():
+        if platform_of(app) is None:
+            continue
+        document = build_document(app, service=name, server=f"/{name}", version=__version__)
+        path = out / f"{name}.openapi.json"
+        path.write_text(json.dumps(document, indent=2) + "\n")
+        click.echo(f"{name}: {path}")
 
 
 @main.command("init-db")

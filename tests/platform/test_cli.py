@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from openapi_spec_validator import validate
 from sqlalchemy import create_engine, inspect, select
 from support import SECRET
 
@@ -128,3 +130,15 @@ def test_an_unknown_command_is_refused(run):
     result = run("drop-everything")
     assert result.exit_code == 2
     assert "No such command" in result.output
+
+
+def test_openapi_writes_every_service_document(run, tmp_path: Path):
+    out = tmp_path / "docs"
+    result = run("openapi", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    written = sorted(path.name for path in out.iterdir())
+    assert written == ["order.openapi.json", "payment.openapi.json", "user.openapi.json"]
+    for path in out.iterdir():
+        document = json.loads(path.read_text())
+        validate(document)
+        assert document["servers"] == [{"url": f"/{path.name.split('.')[0]}"}]
