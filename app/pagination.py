@@ -18,6 +18,8 @@ from pydantic import BeforeValidator, WithJsonSchema
 from sqlalchemy import Select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from app.database import MAX_ID
+
 Row = TypeVar("Row")
 _PREFIX = "v1:"
 
@@ -71,7 +73,7 @@ def keyset_page(
     limit: int,
 ) -> Page[Any]:
     """The rows of ``query`` (ordered by ``key`` descending) that come after the cursor."""
-    if after is not None:
+    if after is not None and after <= MAX_ID:  # a cursor above every id: from the top
         query = query.where(key < after)
     rows = list(session.scalars(query.limit(limit + 1)))
     more = len(rows) > limit

@@ -44,6 +44,8 @@ class IdConverter(IntegerConverter):
     A larger number cannot name a row, so it is a 404 at routing rather than an overflow
     in the driver (a 500)."""
 
+    regex = r"[1-9][0-9]*"  # ASCII and canonical: not "0001", nor any non-ASCII digit
+
     def __init__(self, map: Map) -> None:
         super().__init__(map, min=1, max=MAX_ID)
 

@@ -46,7 +46,7 @@ def _fingerprint(operation: str, view_args: dict[str, Any]) -> str:
     raw = request.get_data(cache=True)
     try:
         body = json.dumps(json.loads(raw), sort_keys=True, separators=(",", ":"))
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON: the view answers invalid_json
         body = raw.decode("utf-8", "replace")
     text = json.dumps([operation, view_args, body], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()

@@ -13,7 +13,10 @@ from app.settings import Settings
 
 
 def _client_and_username() -> str:
-    body = request.get_json(force=True, silent=True)
+    try:
+        body = request.get_json(force=True, silent=True)
+    except RecursionError:  # absurdly nested JSON: the view answers invalid_json
+        body = None
     username = body.get("username") if isinstance(body, dict) else None
     name = username.lower() if isinstance(username, str) else ""
     return f"{request.remote_addr}|{name}"
