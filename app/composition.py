@@ -17,6 +17,7 @@ from flask import Flask, Response, request
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from app import __version__
+from app.docs_ui import register_docs
 from app.observability import Metrics
 from app.platform import init_web, platform_of, readiness
 from app.responses import ok
@@ -68,9 +69,12 @@ def load_factory(spec: ServiceSpec) -> Callable[[Settings], WSGIApplication]:
 
 
 def create_root_app(services: Mapping[str, WSGIApplication], metrics: Metrics) -> Flask:
-    """``/``, ``/healthz``, ``/readyz`` and ``/metrics``; other paths get the JSON 404."""
+    """``/``, ``/healthz``, ``/readyz``, ``/metrics`` and ``/docs`` (Swagger UI for the
+    services built on the platform, which serve ``/openapi.json``); other paths get the
+    JSON 404."""
     root = Flask(__name__)
     init_web(root)
+    register_docs(root, [name for name, app in services.items() if platform_of(app) is not None])
 
     @root.get("/")
     def index() -> Response:
