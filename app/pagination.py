@@ -14,11 +14,12 @@ import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BeforeValidator, WithJsonSchema
+from pydantic import BeforeValidator, Field, WithJsonSchema
 from sqlalchemy import Select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from app.database import MAX_ID
+from app.validation import RequestModel
 
 Row = TypeVar("Row")
 _PREFIX = "v1:"
@@ -56,6 +57,13 @@ Cursor = Annotated[
     ),
 ]
 """A query field holding a cursor; validated to the id it stands for."""
+
+
+class PageQuery(RequestModel):
+    """The query of every list: a page of 1 to 100 rows (20 unless asked), after a cursor."""
+
+    limit: Annotated[int, Field(ge=1, le=100)] = 20
+    cursor: Cursor | None = None
 
 
 @dataclass

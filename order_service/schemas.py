@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, Field, StrictInt, WithJsonSchema
 
 from app.money import as_number, money
-from app.pagination import Cursor
+from app.pagination import PageQuery
 from app.validation import RequestModel, text
 from order_service.models import Order, OrderStatus
 
@@ -41,10 +41,8 @@ class NewOrder(RequestModel):
     ) = None
 
 
-class OrderQuery(RequestModel):
+class OrderQuery(PageQuery):
     status: OrderStatus | None = None
-    limit: Annotated[int, Field(ge=1, le=100)] = 20
-    cursor: Cursor | None = None
 
 
 class OrderOut(BaseModel):

@@ -7,12 +7,13 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field, StrictInt, ValidationInfo, field_validator
 
+from app.database import MAX_ID
 from app.money import as_number, money
-from app.pagination import Cursor
+from app.pagination import PageQuery
 from app.validation import RequestModel, text
 from payment_service.models import Payment, Refund
 
-OrderId = Annotated[StrictInt, Field(ge=1, le=2**31 - 1)]
+OrderId = Annotated[StrictInt, Field(ge=1, le=MAX_ID)]
 
 
 class NewPayment(RequestModel):
@@ -35,10 +36,8 @@ class RefundRequest(RequestModel):
     """In minor units once validated; None refunds all that is left."""
 
 
-class PaymentQuery(RequestModel):
-    order_id: Annotated[int, Field(ge=1, le=2**31 - 1)] | None = None
-    limit: Annotated[int, Field(ge=1, le=100)] = 20
-    cursor: Cursor | None = None
+class PaymentQuery(PageQuery):
+    order_id: Annotated[int, Field(ge=1, le=MAX_ID)] | None = None
 
 
 class PaymentOut(BaseModel):
