@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from support import (
+    BACKENDS,
     SERVICES,
     HttpTransport,
     Server,
@@ -27,16 +28,6 @@ import user_service
 from app.composition import Application, create_application
 from app.platform import platform_of
 from app.settings import Settings
-
-BACKENDS = [
-    "sqlite",
-    pytest.param(
-        "postgresql",
-        marks=pytest.mark.skipif(
-            postgres_url() is None, reason="MICROSHOP_TEST_POSTGRES_URL is not set"
-        ),
-    ),
-]
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import jwt
 import psycopg
+import pytest
 
 from app.settings import ServiceSpec, Settings
 
@@ -46,6 +47,18 @@ def fresh_postgres_schema(base_url: str, schema: str) -> str:
         connection.execute(f'CREATE SCHEMA "{schema}"')
     separator = "&" if "?" in base_url else "?"
     return f"{base_url}{separator}options=-csearch_path%3D{schema}"
+
+
+BACKENDS = [
+    "sqlite",
+    pytest.param(
+        "postgresql",
+        marks=pytest.mark.skipif(
+            postgres_url() is None, reason="MICROSHOP_TEST_POSTGRES_URL is not set"
+        ),
+    ),
+]
+"""Every database test runs on both; PostgreSQL only where its URL is set (CI sets it)."""
 
 
 def postgres_schema(service: str) -> str:

@@ -24,22 +24,13 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from support import PASSWORD, bearer, database_urls, make_settings, postgres_url, unique
+from support import BACKENDS, PASSWORD, bearer, database_urls, make_settings, unique
 from werkzeug.test import Client, TestResponse
 
 from app.composition import Application, create_application
 from app.pagination import encode_cursor
 from app.platform import platform_of
 
-BACKENDS = [
-    "sqlite",
-    pytest.param(
-        "postgresql",
-        marks=pytest.mark.skipif(
-            postgres_url() is None, reason="MICROSHOP_TEST_POSTGRES_URL is not set"
-        ),
-    ),
-]
 SLUG = re.compile(r"^[a-z][a-z_]*[a-z]$")
 SANE_REQUEST_ID = re.compile(r"^[\x20-\x7e]{1,128}$")
 NEW_PASSWORD = "another-correct-horse"
