@@ -11,7 +11,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import jwt
 import psycopg
 import pytest
 
+from app.database import Database
 from app.settings import ServiceSpec, Settings
 
 SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
@@ -78,6 +80,17 @@ def database_urls(backend: str, folder: Path) -> dict[str, str]:
     base = postgres_url()
     assert base, "PostgreSQL tests need MICROSHOP_TEST_POSTGRES_URL"
     return {name: fresh_postgres_schema(base, postgres_schema(name)) for name in SERVICES}
+
+
+@contextmanager
+def service_database(backend: str, folder: Path, service: str, metadata: Any) -> Iterator[Database]:
+    """One service's database, fresh on the backend under test, with its tables."""
+    database = Database.connect(database_urls(backend, folder)[service], metadata)
+    database.create_schema()
+    try:
+        yield database
+    finally:
+        database.dispose()
 
 
 def make_settings(folder: Path, urls: Mapping[str, str], **overrides: Any) -> Settings:

@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from support import database_urls
+from support import service_database
 
 from app.auth import Caller
-from app.database import Database
 from order_service import events, service
 from order_service.models import Base, Order, OrderStatus
 from order_service.schemas import NewOrder
@@ -21,11 +20,11 @@ ALICE = Caller(1, "user")
 
 @pytest.fixture
 def session(backend: str, tmp_path: Path) -> Iterator[Session]:
-    database = Database.connect(database_urls(backend, tmp_path)["order"], Base.metadata)
-    database.create_schema()
-    with database.unit_of_work() as session:
+    with (
+        service_database(backend, tmp_path, "order", Base.metadata) as database,
+        database.unit_of_work() as session,
+    ):
         yield session
-    database.dispose()
 
 
 def order_in(session: Session, status: OrderStatus) -> Order:

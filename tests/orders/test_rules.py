@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from support import database_urls
+from support import service_database
 
 from app.auth import Caller
 from app.database import Database
@@ -35,10 +35,8 @@ ALLOWED = {
 
 @pytest.fixture
 def database(backend: str, tmp_path: Path) -> Iterator[Database]:
-    database = Database.connect(database_urls(backend, tmp_path)["order"], Base.metadata)
-    database.create_schema()
-    yield database
-    database.dispose()
+    with service_database(backend, tmp_path, "order", Base.metadata) as database:
+        yield database
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from argon2 import PasswordHasher
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from support import PASSWORD, database_urls
+from support import PASSWORD, service_database
 
 from app.auth import Caller
 from app.database import Database
@@ -25,10 +25,8 @@ from user_service.schemas import Credentials, PasswordChange, Registration
 
 @pytest.fixture
 def database(backend: str, tmp_path: Path) -> Iterator[Database]:
-    database = Database.connect(database_urls(backend, tmp_path)["user"], Base.metadata)
-    database.create_schema()
-    yield database
-    database.dispose()
+    with service_database(backend, tmp_path, "user", Base.metadata) as database:
+        yield database
 
 
 @pytest.fixture
