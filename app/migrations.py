@@ -92,13 +92,17 @@ def heads(service: str, package: str) -> tuple[str, ...]:
     return tuple(ScriptDirectory.from_config(alembic_config(service, package)).get_heads())
 
 
+def _revisions(connection: Connection, service: str) -> tuple[str, ...]:
+    migration = MigrationContext.configure(
+        connection, opts={"version_table": version_table(service)}
+    )
+    return migration.get_current_heads()
+
+
 def current(database: Database, service: str) -> tuple[str, ...]:
     """The revision(s) the database is at; empty when it was never migrated."""
     with database.engine.connect() as connection:
-        migration = MigrationContext.configure(
-            connection, opts={"version_table": version_table(service)}
-        )
-        return migration.get_current_heads()
+        return _revisions(connection, service)
 
 
 @contextmanager
@@ -146,10 +150,7 @@ def upgrade(database: Database, service: str, package: str, target: str = "heads
             config.attributes["connection"] = connection
             adopted = _adopt_unversioned(connection, config, database)
             command.upgrade(config, target)
-            migration = MigrationContext.configure(
-                connection, opts={"version_table": version_table(service)}
-            )
-            revisions = ", ".join(migration.get_current_heads()) or "base"
+            revisions = ", ".join(_revisions(connection, service)) or "base"
     except CommandError as error:  # e.g. the database is at a revision this code lacks
         raise MigrationError(f"{service}: {error}") from error
     return f"revision {revisions}" + ("; existing tables adopted" if adopted else "")
