@@ -1,6 +1,6 @@
 """Money as exact integer minor units (cents), from JSON in and back to JSON out.
 
-    price: money(minimum=1, maximum=100_000_000)    # a request field: 0.01 to 1,000,000.00
+    price: money(maximum=100_000_000)               # a request field: 0.01 to 1,000,000.00
     as_number(1999)                                 # 19.99, for the response
 
 Request bodies are parsed with ``parse_float=Decimal``, so a JSON number never passes
@@ -20,7 +20,7 @@ from pydantic import BeforeValidator, WithJsonSchema
 
 MINOR_PER_MAJOR = 100
 _DECIMALS = 2
-_DECIMAL_TEXT = re.compile(r"^\d{1,15}(\.\d{1,15})?$")
+_DECIMAL_TEXT = re.compile(r"(0|[1-9]\d{0,14})(\.(?P<fraction>\d{1,15}))?")  # matched in full
 _MAX_DIGITS = 17  # far above any bound in use; stops 1e999999 from costing time
 
 
@@ -31,8 +31,11 @@ def to_minor(value: Any) -> int:
     if isinstance(value, int):
         return value * MINOR_PER_MAJOR
     if isinstance(value, str):
-        if not _DECIMAL_TEXT.match(value):
+        text = _DECIMAL_TEXT.fullmatch(value)
+        if not text:
             raise ValueError("must be a decimal number such as 19.99")
+        if len(text["fraction"] or "") > _DECIMALS:  # as written: "1.50" yes, "1.500" no
+            raise ValueError(f"must have at most {_DECIMALS} decimals")
         value = Decimal(value)
     if not isinstance(value, Decimal):
         raise ValueError("must be a number or a decimal string")
@@ -58,23 +61,39 @@ def _shown(minor: int) -> str:
     return f"{Decimal(minor).scaleb(-_DECIMALS):,.2f}"
 
 
-def money(*, minimum: int, maximum: int) -> Any:
-    """A request field holding an amount, bounded in minor units, validated to minor units."""
+def _text_pattern(maximum: int) -> str:
+    """The strings of amounts from one minor unit up to ``maximum``, exactly as ``to_minor``
+    and the bounds take them (no leading zeros, at most 2 decimals), so that a generated
+    client can tell a valid amount from its schema alone."""
+    whole = Decimal(maximum).scaleb(-_DECIMALS)
+    digits = len(str(whole.to_integral_value())) - 1
+    if maximum < MINOR_PER_MAJOR or whole != Decimal(10) ** digits:
+        raise ValueError(f"the maximum must be a power of ten major units, not {_shown(maximum)}")
+    cents = r"0\.(0[1-9]|[1-9]\d?)"
+    units = [rf"[1-9]\d{{0,{digits - 1}}}(\.\d{{1,2}})?"] if digits else []
+    top = rf"1{'0' * digits}(\.00?)?"
+    return "^(" + "|".join([cents, *units, top]) + ")$"
+
+
+def money(*, maximum: int) -> Any:
+    """A request field holding an amount of one minor unit up to ``maximum`` (in minor units,
+    a power of ten major units), validated to minor units."""
+    pattern = _text_pattern(maximum)
 
     def check(value: Any) -> int:
         minor = to_minor(value)
-        if not minimum <= minor <= maximum:
-            raise ValueError(f"must be between {_shown(minimum)} and {_shown(maximum)}")
+        if not 1 <= minor <= maximum:
+            raise ValueError(f"must be between {_shown(1)} and {_shown(maximum)}")
         return minor
 
     on_the_wire = {  # what a client sends; the model holds minor units
         "anyOf": [
             {
                 "type": "number",
-                "minimum": minimum / MINOR_PER_MAJOR,
-                "maximum": maximum / MINOR_PER_MAJOR,
+                "minimum": 1 / MINOR_PER_MAJOR,
+                "maximum": maximum // MINOR_PER_MAJOR,
             },
-            {"type": "string", "pattern": _DECIMAL_TEXT.pattern},
+            {"type": "string", "pattern": pattern},
         ],
         "description": f"an amount with at most {_DECIMALS} decimals, as a number or a string",
     }

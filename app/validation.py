@@ -16,7 +16,14 @@ from decimal import Decimal
 from typing import Annotated, Any, TypeVar
 
 from flask import request
-from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    StringConstraints,
+    conint,
+)
 from pydantic import ValidationError as PydanticValidationError
 
 from app.errors import InvalidJson, ValidationFailed
@@ -35,6 +42,18 @@ def text(*, min_length: int = 0, max_length: int, pattern: str | None = None) ->
     """A bounded string field that any database can store and argon2 can hash."""
     constraints = StringConstraints(min_length=min_length, max_length=max_length, pattern=pattern)
     return Annotated[str, constraints, AfterValidator(_without_nul)]
+
+
+def integral(value: Any) -> Any:
+    """``5.0`` as the integer 5: JSON has one kind of number, and JSON Schema counts it as an
+    integer. Strings stay strings, and huge exponents are left for the bounds to refuse."""
+    is_whole = isinstance(value, Decimal) and value.is_finite() and value.adjusted() < 19
+    return int(value) if is_whole and value == value.to_integral_value() else value
+
+
+def whole_number(*, minimum: int, maximum: int) -> Any:
+    """A bounded integer field of a JSON body: ``5`` or ``5.0``, never ``"5"`` or ``true``."""
+    return Annotated[conint(strict=True, ge=minimum, le=maximum), BeforeValidator(integral)]
 
 
 class RequestModel(BaseModel):

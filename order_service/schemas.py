@@ -5,17 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, Field, StrictInt, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, WithJsonSchema
 
 from app.money import as_number, money
 from app.pagination import PageQuery
-from app.validation import RequestModel, text
+from app.validation import RequestModel, integral, text, whole_number
 from order_service.models import Order, OrderStatus
 
 MAX_PRICE_MINOR = 100_000_000  # 1,000,000.00
 
 
 def _user_id(value: Any) -> int:
+    value = integral(value)
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     if isinstance(value, str) and value.isdecimal() and value.isascii() and len(value) <= 18:
@@ -25,9 +26,9 @@ def _user_id(value: Any) -> int:
 
 class NewOrder(RequestModel):
     product: text(min_length=1, max_length=200, pattern=r"\S")
-    price: money(minimum=1, maximum=MAX_PRICE_MINOR)
+    price: money(maximum=MAX_PRICE_MINOR)
     """In minor units once validated."""
-    quantity: Annotated[StrictInt, Field(ge=1, le=1000)] = 1
+    quantity: whole_number(minimum=1, maximum=1000) = 1
     currency: text(min_length=3, max_length=3, pattern=r"^[A-Z]{3}$") = "USD"
     userid: (
         Annotated[

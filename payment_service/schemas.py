@@ -5,22 +5,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, Field, StrictInt, ValidationInfo, field_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from app.database import MAX_ID
 from app.money import as_number, money
 from app.pagination import PageQuery
-from app.validation import RequestModel, text
+from app.validation import RequestModel, text, whole_number
 from payment_service.models import Payment, Refund
-
-OrderId = Annotated[StrictInt, Field(ge=1, le=MAX_ID)]
 
 
 class NewPayment(RequestModel):
     """Validated with ``context={"accepts": provider.accepts}``: a method the provider does
     not know is named together with every other bad field."""
 
-    order_id: OrderId
+    order_id: whole_number(minimum=1, maximum=MAX_ID)
     payment_method: text(min_length=1, max_length=64, pattern=r"^tok_[A-Za-z0-9_]+$") = "tok_visa"
 
     @field_validator("payment_method")
@@ -32,7 +30,7 @@ class NewPayment(RequestModel):
 
 
 class RefundRequest(RequestModel):
-    amount: money(minimum=1, maximum=10**13) | None = None
+    amount: money(maximum=10**13) | None = None
     """In minor units once validated; None refunds all that is left."""
 
 

@@ -67,6 +67,16 @@ def test_create_answers_201_with_a_pending_order(shop: Shop, alice: Account, pat
     )
 
 
+def test_a_quantity_may_be_written_with_a_zero_fraction(shop: Shop, alice: Account):
+    """JSON Schema, and so the OpenAPI document, counts 3.0 as the integer 3."""
+    body = b'{"product": "pen", "price": "1.50", "quantity": 3.0}'
+    reply = shop.orders.post(
+        "/", data=body, headers={**alice.headers, "Content-Type": "application/json"}
+    )
+    assert reply.status_code == 201, reply.text
+    assert (reply.json["data"]["quantity"], reply.json["data"]["amount"]) == (3, 4.5)
+
+
 def test_defaults_are_quantity_1_and_usd(shop: Shop, alice: Account):
     order = place(shop, alice)
     assert (order["quantity"], order["currency"], order["amount"]) == (1, "USD", 2.5)
@@ -139,10 +149,13 @@ def test_userid_of_someone_else_is_403(shop: Shop, alice: Account, bob: Account,
         ("price", {"amount": 1}),
         ("price", "-5"),
         ("price", "1,5"),
+        ("price", "19.990"),
+        ("price", "007"),
         ("price", 10**400),
         ("quantity", 0),
         ("quantity", 1001),
         ("quantity", 1.5),
+        ("quantity", 2.5),
         ("quantity", "2"),
         ("quantity", True),
         ("quantity", None),

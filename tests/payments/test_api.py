@@ -270,6 +270,17 @@ def test_pay_refuses_fields_it_does_not_take(shop: Shop, alice: Account, field: 
     assert order_status(shop, alice, order["id"]) == "pending"
 
 
+def test_an_order_id_may_be_written_with_a_zero_fraction(shop: Shop, alice: Account):
+    """JSON Schema, and so the OpenAPI document, counts 4.0 as the integer 4."""
+    order = place(shop, alice)
+    body = f'{{"order_id": {order["id"]}.0}}'.encode()
+    reply = shop.payments.post(
+        "/", data=body, headers={**alice.headers, "Content-Type": "application/json"}
+    )
+    assert reply.status_code == 201, reply.text
+    assert reply.json["data"]["order_id"] == order["id"]
+
+
 @pytest.mark.parametrize(
     "order_id",
     ["own-as-string", "1", 1.5, True, False, None, 0, -1, 2**31, 10**20, 10**400, [], {}, "abc"],

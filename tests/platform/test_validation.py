@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from flask import Flask
+from pydantic import ValidationError as PydanticValidationError
 
 from app.errors import InvalidJson, ValidationFailed
-from app.validation import RequestModel, parse, read_json_object, text
+from app.validation import RequestModel, parse, read_json_object, text, whole_number
 
 
 class Product(RequestModel):
@@ -81,3 +84,30 @@ def test_every_offending_field_is_named(app: Flask, body: dict, fields: dict):
         parse(Product)
     assert raised.value.fields == fields
     assert raised.value.status == 422
+
+
+class Line(RequestModel):
+    quantity: whole_number(minimum=1, maximum=1000)
+
+
+@pytest.mark.parametrize(
+    ("value", "quantity"),
+    [(5, 5), (Decimal("5.0"), 5), (Decimal("5E+2"), 500), (Decimal("1.000"), 1)],
+)
+def test_a_whole_number_may_be_written_with_a_zero_fraction(value, quantity: int):
+    """JSON has one kind of number, and JSON Schema counts 5.0 as an integer."""
+    assert Line.model_validate({"quantity": value}).quantity == quantity
+
+
+@pytest.mark.parametrize(
+    "value",
+    [Decimal("5.5"), "5", True, None, Decimal("NaN"), Decimal("1E+999999"), 0, 1001],
+)
+def test_anything_else_is_not_a_whole_number(value):
+    with pytest.raises(PydanticValidationError):
+        Line.model_validate({"quantity": value})
+
+
+def test_a_whole_number_is_documented_as_a_bounded_integer():
+    schema = Line.model_json_schema()["properties"]["quantity"]
+    assert schema == {"type": "integer", "minimum": 1, "maximum": 1000, "title": "Quantity"}
