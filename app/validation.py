@@ -21,6 +21,7 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Field,
     StringConstraints,
     conint,
 )
@@ -38,10 +39,14 @@ def _without_nul(value: str) -> str:
     return value
 
 
+_NO_NUL = Field(json_schema_extra={"not": {"pattern": "\\x00"}})
+"""What ``_without_nul`` refuses, said in the document too."""
+
+
 def text(*, min_length: int = 0, max_length: int, pattern: str | None = None) -> Any:
     """A bounded string field that any database can store and argon2 can hash."""
     constraints = StringConstraints(min_length=min_length, max_length=max_length, pattern=pattern)
-    return Annotated[str, constraints, AfterValidator(_without_nul)]
+    return Annotated[str, constraints, AfterValidator(_without_nul), _NO_NUL]
 
 
 def integral(value: Any) -> Any:

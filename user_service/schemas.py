@@ -5,19 +5,40 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, WithJsonSchema
 
 from app.validation import RequestModel, text
 
 Username = text(min_length=3, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")
 Password = text(min_length=8, max_length=128)
 GivenPassword = text(min_length=1, max_length=128)
+RESERVED_DOMAINS = ("arpa", "invalid", "local", "localhost", "onion", "test")
+"""The special-use names email-validator refuses: no mail is ever delivered there."""
+
+
+def _any_case(name: str) -> str:
+    return "".join(f"[{letter}{letter.upper()}]" for letter in name)
+
+
+Email = Annotated[
+    EmailStr,
+    Field(max_length=254),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "email",
+            "maxLength": 254,
+            "not": {"pattern": f"[.@]({'|'.join(map(_any_case, RESERVED_DOMAINS))})$"},
+            "description": "an address that can receive mail: not on .test, .localhost, …",
+        }
+    ),
+]
 
 
 class Registration(RequestModel):
     username: Username
     password: Password
-    email: Annotated[EmailStr, Field(max_length=254)]
+    email: Email
 
 
 class Credentials(RequestModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 
 import pytest
@@ -111,3 +112,11 @@ def test_anything_else_is_not_a_whole_number(value):
 def test_a_whole_number_is_documented_as_a_bounded_integer():
     schema = Line.model_json_schema()["properties"]["quantity"]
     assert schema == {"type": "integer", "minimum": 1, "maximum": 1000, "title": "Quantity"}
+
+
+def test_the_document_says_a_text_field_refuses_nul():
+    """PostgreSQL text cannot hold NUL, so the field refuses it and its schema says so."""
+    schema = Product.model_json_schema()["properties"]["name"]
+    assert re.search(schema["not"]["pattern"], "a\x00b")
+    with pytest.raises(PydanticValidationError):
+        Product.model_validate({"name": "a\x00b"})

@@ -71,6 +71,10 @@ def test_email_is_unique_regardless_of_case(users: ServiceClient):
         ("email", "a@b"),
         ("email", 7),
         ("email", "x" * 250 + "@example.com"),
+        ("email", "alice@shop.test"),
+        ("email", "alice@SHOP.TEST"),
+        ("email", "alice@mail.localhost"),
+        ("email", "alice@home.arpa"),
     ],
 )
 def test_register_rejects_bad_field(users: ServiceClient, field: str, value):

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import email_validator
 import pytest
 from argon2 import PasswordHasher
+from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -20,7 +23,7 @@ from app.database import Database
 from app.errors import Conflict, Forbidden, InvalidCredentials, NotFound
 from user_service import passwords, service
 from user_service.models import Base, RevokedToken, User
-from user_service.schemas import Credentials, PasswordChange, Registration
+from user_service.schemas import RESERVED_DOMAINS, Credentials, PasswordChange, Registration
 
 
 @pytest.fixture
@@ -178,3 +181,35 @@ def test_revocation_forgets_tokens_once_they_would_have_expired(session: Session
 
 def test_tokens_of_a_user_that_is_gone_are_revoked(session: Session):
     assert service.is_revoked(session, {"sub": "424242", "jti": "x", "ver": 0})
+
+
+def test_the_documented_reserved_domains_are_the_ones_email_validator_refuses():
+    assert set(RESERVED_DOMAINS) == set(email_validator.SPECIAL_USE_DOMAIN_NAMES)
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        "alice@example.com",
+        "alice.test@example.com",
+        "alice@test.example.com",
+        "alice@shop.test",
+        "alice@Shop.Test",
+        "alice@x.onion",
+        "alice@home.arpa",
+        "alice@mail.local",
+        "alice@mail.localhost",
+        "alice@example.invalid",
+    ],
+)
+def test_the_documented_email_schema_refuses_exactly_the_reserved_domains(email: str):
+    schema = Registration.model_json_schema()["properties"]["email"]
+    documented = re.search(schema["not"]["pattern"], email) is None
+    body = {"username": "alice", "password": PASSWORD, "email": email}
+    try:
+        Registration.model_validate(body)
+    except ValidationError:
+        accepted = False
+    else:
+        accepted = True
+    assert documented == accepted
