@@ -4,6 +4,10 @@
         @operation(responses={200: OrderOut}, errors=(403, 404))
         def get(self, order_id): ...
 
+    class Orders(Resource):
+        @operation(body=NewOrder, responses={201: OrderOut}, creates="order_id")
+        def post(self): ...                 # its 201 links to every route on {order_id}
+
     document = build_document(app, service="order", server="/order")   # /order/openapi.json
 
 Every route a service registers must carry an ``@operation`` (the builder refuses an
@@ -75,6 +79,7 @@ class Operation:
     query: type[BaseModel] | None = None
     auth: bool = True
     idempotency_key: bool = False
+    creates: str | None = None
     tags: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -87,12 +92,14 @@ def operation(
     query: type[BaseModel] | None = None,
     auth: bool = True,
     idempotency_key: bool = False,
+    creates: str | None = None,
 ) -> Callable[[View], View]:
     """Document a view: success bodies by status, and the errors it may answer.
 
     Errors come as statuses (every slug of that status) or ``{status: (slug, ...)}``;
     the ones every such view can answer are added: 400 and 413 with a body, 401 with
-    ``auth``, 422 with a body or query."""
+    ``auth``, 422 with a body or query. ``creates`` names the path parameter that the
+    new resource's ``data.id`` fills: its 201 then links to each operation taking it."""
 
     def document(view: View) -> View:
         declared = dict(errors) if isinstance(errors, Mapping) else dict.fromkeys(errors, ())
@@ -105,7 +112,15 @@ def operation(
             view,
             ATTRIBUTE,
             Operation(
-                summary, dict(responses), merged, body, body_required, query, auth, idempotency_key
+                summary,
+                dict(responses),
+                merged,
+                body,
+                body_required,
+                query,
+                auth,
+                idempotency_key,
+                creates,
             ),
         )
         return view
@@ -247,10 +262,33 @@ def _operation_object(
     return document
 
 
+def _link_created_resources(
+    paths: dict[str, dict[str, Any]], created: list[tuple[dict[str, Any], str]]
+) -> None:
+    """OpenAPI links from each 201 to the operations on what it created (create → read)."""
+    for creator, parameter in created:
+        links = {
+            operation["operationId"]: {
+                "operationId": operation["operationId"],
+                "parameters": {parameter: "$response.body#/data/id"},
+            }
+            for item in paths.values()
+            for operation in item.values()
+            if any(
+                p["in"] == "path" and p["name"] == parameter
+                for p in operation.get("parameters", ())
+            )
+        }
+        if not links or "201" not in creator["responses"]:
+            raise ValueError(f"{creator['operationId']} creates {parameter}: no 201, or no route")
+        creator["responses"]["201"]["links"] = links
+
+
 def build_document(app: Flask, *, service: str, server: str, version: str) -> dict[str, Any]:
     """The service's public API as an OpenAPI 3.1 document; ``server`` is its mount path."""
     schemas = _Schemas()
     paths: dict[str, dict[str, Any]] = {}
+    created: list[tuple[dict[str, Any], str]] = []  # (operation, the path parameter it fills)
     for rule in sorted(app.url_map.iter_rules(), key=lambda rule: rule.rule):
         if rule.endpoint == "static" or rule.rule.startswith("/internal/"):
             continue
@@ -269,6 +307,9 @@ def build_document(app: Flask, *, service: str, server: str, version: str) -> di
             paths.setdefault(path, {})[method.lower()] = _operation_object(
                 spec, operation_id, parameters, schemas
             )
+            if spec.creates is not None:
+                created.append((paths[path][method.lower()], spec.creates))
+    _link_created_resources(paths, created)
     return {
         "openapi": OPENAPI_VERSION,
         "info": {"title": f"microshop {service} service", "version": version},

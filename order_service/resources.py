@@ -26,7 +26,7 @@ class OrderList(Resource):
             items = [OrderOut.of(order) for order in page.items]
         return ok(OrderPage(items=items, next_cursor=page.next_cursor))
 
-    @operation(body=NewOrder, responses={201: OrderOut}, errors=(403,))
+    @operation(body=NewOrder, responses={201: OrderOut}, errors=(403,), creates="order_id")
     def post(self) -> Response:
         """Place an order for the caller."""
         form = parse(NewOrder)

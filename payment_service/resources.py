@@ -42,6 +42,7 @@ class PaymentList(Resource):
         body=NewPayment,
         responses={201: PaymentOut},
         idempotency_key=True,
+        creates="payment_id",
         errors={
             402: ("card_declined",),
             403: ("forbidden",),

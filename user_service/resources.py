@@ -46,6 +46,7 @@ class Registrations(Resource):
         responses={201: UserOut},
         errors={409: ("username_taken", "email_taken")},
         auth=False,
+        creates="user_id",
     )
     def post(self) -> Response:
         """Create an account."""

@@ -12,7 +12,7 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.test import Client
 
 from app.composition import Application
-from app.openapi import SLUGS, UndocumentedRoute, build_document
+from app.openapi import SLUGS, UndocumentedRoute, build_document, operation
 from app.platform import init_service
 from app.settings import Settings
 
@@ -110,6 +110,49 @@ def test_request_bodies_come_from_the_validating_models(application: Application
     assert {p["name"] for p in listing} == {"status", "limit", "cursor"}
 
 
+@pytest.mark.parametrize(
+    ("service", "path", "parameter", "targets"),
+    [
+        ("user", "/register", "user_id", {("get", "/{user_id}")}),
+        (
+            "order",
+            "/",
+            "order_id",
+            {
+                ("get", "/{order_id}"),
+                ("delete", "/{order_id}"),
+                ("get", "/query/{order_id}"),
+                ("delete", "/cancel/{order_id}"),
+            },
+        ),
+        (
+            "payment",
+            "/pay",
+            "payment_id",
+            {
+                ("get", "/{payment_id}"),
+                ("get", "/query/{payment_id}"),
+                ("post", "/{payment_id}/refund"),
+                ("post", "/refund/{payment_id}"),
+            },
+        ),
+    ],
+)
+def test_what_an_operation_creates_links_to_every_operation_on_it(
+    application: Application, service: str, path: str, parameter: str, targets: set
+):
+    document = documents(application)[service]
+    links = document["paths"][path]["post"]["responses"]["201"]["links"]
+    ids = {
+        operation["operationId"]: (method, item_path)
+        for item_path, item in document["paths"].items()
+        for method, operation in item.items()
+    }
+    assert {ids[link["operationId"]] for link in links.values()} == targets
+    for link in links.values():
+        assert link["parameters"] == {parameter: "$response.body#/data/id"}
+
+
 def test_an_embedded_application_documents_its_real_prefix(application: Application):
     host = DispatcherMiddleware(Flask("host"), {"/api": application})
     client = Client(host)
@@ -128,5 +171,22 @@ def test_an_undocumented_route_is_refused(tmp_path, settings: Settings):
         return "nobody documented me"
 
     with pytest.raises(UndocumentedRoute, match="/secret"):
+        build_document(app, service="extra", server="/extra", version="0")
+    app.extensions["microshop"].database.dispose()
+
+
+def test_a_link_to_no_route_is_refused(settings: Settings):
+    class Base(DeclarativeBase):
+        pass
+
+    app = Flask("dangling")
+    init_service(app, settings, service="extra", metadata=Base.metadata)
+
+    @app.post("/things")
+    @operation(responses={201: None}, auth=False, creates="thing_id")
+    def make() -> str:
+        return "made"
+
+    with pytest.raises(ValueError, match="thing_id"):
         build_document(app, service="extra", server="/extra", version="0")
     app.extensions["microshop"].database.dispose()
