@@ -22,9 +22,6 @@ from app.database import MAX_ID
 from app.validation import RequestModel
 
 Row = TypeVar("Row")
-_PREFIX = "v1:"
-
-
 _CURSOR = re.compile(r"^c[0-9a-z]{1,7}$")
 """``c`` and the last id in base 36: every string of this shape is a place to resume, so
 the documented pattern admits exactly the cursors the API accepts."""
