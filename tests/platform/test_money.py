@@ -30,7 +30,7 @@ def _string_pattern(field: TypeAdapter) -> str:
 
 
 @pytest.mark.parametrize("maximum", MAXIMA)
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(text=DECIMALISH)
 @example(text="0")
 @example(text="0.00")
@@ -54,7 +54,7 @@ def test_the_documented_pattern_admits_exactly_the_strings_the_field_accepts(max
 
 
 @pytest.mark.parametrize("maximum", MAXIMA)
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(minor=st.integers(min_value=-10, max_value=10**14))
 def test_a_number_is_accepted_exactly_within_the_documented_bounds(maximum, minor):
     field = TypeAdapter(money(maximum=maximum))
