@@ -28,8 +28,10 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 
+# One worker per core; a test file stays on one worker, so a module's shared shop is
+# built once (--dist loadfile). `.venv/bin/pytest tests/...` runs a part serially.
 test: lint browser
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --dist loadfile
 
 # Debian's Chromium, which the browser test drives (Playwright downloads no browser);
 # where it cannot be installed that test skips, except in CI, where it fails.
