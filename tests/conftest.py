@@ -21,11 +21,12 @@ from support import (
     drop_postgres_schemas,
     make_settings,
     postgres_url,
+    ready_application,
 )
 from werkzeug.test import Client
 
 import user_service
-from app.composition import Application, create_application
+from app.composition import Application
 from app.platform import platform_of
 from app.settings import Settings
 
@@ -55,9 +56,7 @@ def settings(backend: str, tmp_path: Path) -> Settings:
 @pytest.fixture
 def application(settings: Settings) -> Iterator[Application]:
     """The composed application; in production the operator creates the schema (init-db)."""
-    application = create_application(settings)
-    for service in application.services.values():
-        platform_of(service).database.create_schema()
+    application = ready_application(settings)
     yield application
     application.dispose()
 
@@ -94,11 +93,9 @@ def shop(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Shop]:
             result = server.cli(*args, **env)
             return result.returncode, result.stdout + result.stderr
     else:
-        application = create_application(
+        application = ready_application(
             make_settings(tmp_path, database_urls(request.param, tmp_path))
         )
-        for service in application.services.values():
-            platform_of(service).database.create_schema()
         client = Client(application)
         transports = {
             name: WsgiTransport(client, on_close=application.dispose, prefix=f"/{name}")

@@ -22,7 +22,9 @@ import jwt
 import psycopg
 import pytest
 
+from app.composition import Application, create_application
 from app.database import Database
+from app.platform import platform_of
 from app.settings import ServiceSpec, Settings
 
 SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
@@ -103,6 +105,16 @@ def make_settings(folder: Path, urls: Mapping[str, str], **overrides: Any) -> Se
     }
     values.update(overrides)
     return Settings(**values)
+
+
+def ready_application(settings: Settings) -> Application:
+    """The composed application on databases that already hold its tables, as after
+    ``microshop init-db``: its outbox sweepers never start on missing tables."""
+    with_tables = create_application(settings, deliver_events=False)
+    for service in with_tables.services.values():
+        platform_of(service).database.create_schema()
+    with_tables.dispose()
+    return create_application(settings)
 
 
 def server_environment(folder: Path, **extra: str) -> dict[str, str]:

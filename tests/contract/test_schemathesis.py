@@ -29,7 +29,16 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import Case, GenerationMode
-from support import BACKENDS, PASSWORD, SERVICES, bearer, database_urls, make_settings, unique
+from support import (
+    BACKENDS,
+    PASSWORD,
+    SERVICES,
+    bearer,
+    database_urls,
+    make_settings,
+    ready_application,
+    unique,
+)
 from werkzeug.test import Client
 
 from app.composition import Application, create_application
@@ -200,11 +209,7 @@ def customer(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[Custo
     settings_ = make_settings(
         folder, database_urls(request.param, folder), login_rate_limit="1000000 per minute"
     )
-    with_tables = create_application(settings_, deliver_events=False)  # before any sweeper
-    for service in with_tables.services.values():
-        platform_of(service).database.create_schema()
-    with_tables.dispose()
-    application = create_application(settings_)
+    application = ready_application(settings_)
     SHOP_UNDER_TEST.application = application
     yield Customer(application)
     SHOP_UNDER_TEST.application = None

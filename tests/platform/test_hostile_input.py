@@ -24,12 +24,19 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from support import BACKENDS, PASSWORD, bearer, database_urls, make_settings, unique
+from support import (
+    BACKENDS,
+    PASSWORD,
+    bearer,
+    database_urls,
+    make_settings,
+    ready_application,
+    unique,
+)
 from werkzeug.test import Client, TestResponse
 
-from app.composition import Application, create_application
+from app.composition import Application
 from app.pagination import encode_cursor
-from app.platform import platform_of
 
 SLUG = re.compile(r"^[a-z][a-z_]*[a-z]$")
 SANE_REQUEST_ID = re.compile(r"^[\x20-\x7e]{1,128}$")
@@ -189,10 +196,8 @@ def world(
         database_urls(request.param, folder),
         login_rate_limit="100000 per minute",  # the sweep logs in far more than 10 times
     )
-    application: Application = create_application(settings)
+    application: Application = ready_application(settings)
     try:
-        for service in application.services.values():
-            platform_of(service).database.create_schema()
         client = Client(application)
         # Row 1 of every table belongs to a decoy, so a segment that aliases id 1 ("0001")
         # reaches another user's row (403) rather than changing the sweep's own.
