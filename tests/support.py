@@ -21,6 +21,7 @@ import httpx
 import jwt
 import psycopg
 import pytest
+from werkzeug.test import Client
 
 from app.composition import Application, create_application
 from app.database import Database
@@ -115,6 +116,14 @@ def ready_application(settings: Settings) -> Application:
         platform_of(service).database.create_schema()
     with_tables.dispose()
     return create_application(settings)
+
+
+def documents(application: Application, prefix: str = "") -> dict[str, dict[str, Any]]:
+    """The OpenAPI document of each service, as the composed application serves it."""
+    client = Client(application)
+    replies = {name: client.get(f"{prefix}/{name}/openapi.json") for name in SERVICES}
+    assert {reply.status_code for reply in replies.values()} == {200}
+    return {name: reply.get_json() for name, reply in replies.items()}
 
 
 def server_environment(folder: Path, **extra: str) -> dict[str, str]:

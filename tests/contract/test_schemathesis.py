@@ -35,6 +35,7 @@ from support import (
     SERVICES,
     bearer,
     database_urls,
+    documents,
     make_settings,
     ready_application,
     unique,
@@ -59,8 +60,7 @@ def _documents() -> dict[str, dict[str, Any]]:
         make_settings(folder, dict.fromkeys(SERVICES, "sqlite://")), deliver_events=False
     )
     try:
-        client = Client(application)
-        return {name: client.get(f"/{name}/openapi.json").get_json() for name in SERVICES}
+        return documents(application)
     finally:
         application.dispose()
 

@@ -8,6 +8,7 @@ import pytest
 from flask import Flask
 from openapi_spec_validator import validate
 from sqlalchemy.orm import DeclarativeBase
+from support import SERVICES, documents
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.test import Client
 
@@ -15,15 +16,6 @@ from app.composition import Application
 from app.openapi import SLUGS, UndocumentedRoute, build_document, operation
 from app.platform import init_service
 from app.settings import Settings
-
-SERVICES = ("user", "order", "payment")
-
-
-def documents(application: Application, prefix: str = "") -> dict[str, dict]:
-    client = Client(application)
-    replies = {name: client.get(f"{prefix}/{name}/openapi.json") for name in SERVICES}
-    assert {reply.status_code for reply in replies.values()} == {200}
-    return {name: reply.get_json() for name, reply in replies.items()}
 
 
 @pytest.mark.parametrize("service", SERVICES)
