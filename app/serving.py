@@ -5,8 +5,10 @@
 On SIGTERM (or Ctrl-C) ``serve`` stops taking connections: it accepts the ones the
 kernel has already queued, closes the listening socket, lets every accepted request
 finish and its answer reach the client (up to ``DRAIN_SECONDS``), then stops the
-threads. At exit, the outbox sweepers stop after the delivery they are making; anything
-not yet delivered waits in the outbox for the next start.
+threads. A connection that has not sent its first request yet is waited for (up to
+``FIRST_REQUEST_GRACE_SECONDS`` after it connected); idle keep-alive ones are closed.
+At exit, the outbox sweepers stop after the delivery they are making; anything not yet
+delivered waits in the outbox for the next start.
 
 Plain ``waitress-serve wsgi:application`` cannot drain like this: waitress lets only the
 requests already running finish, for at most 5 s, and drops queued ones. ``wsgi.py``
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
 
 PROXY_HEADERS = "x-forwarded-for x-forwarded-host x-forwarded-proto x-forwarded-port"
 DRAIN_SECONDS = 25  # within the 30 s most orchestrators wait between SIGTERM and SIGKILL
+FIRST_REQUEST_GRACE_SECONDS = 2  # a client that connected sends its request at once
 LOOP_TIMEOUT = 0.2
 
 
@@ -81,9 +84,25 @@ def _channels(server: BaseWSGIServer) -> list[HTTPChannel]:
     return [channel for channel in list(server._map.values()) if isinstance(channel, HTTPChannel)]
 
 
+def _awaiting_first_request(channel: HTTPChannel) -> bool:
+    """Connected within the grace, and nothing read yet: its client is sending a request.
+
+    waitress stamps ``last_activity`` on every read and answer, so a channel whose stamp
+    is still its creation time has never received a byte."""
+    return (
+        channel.last_activity == channel.creation_time
+        and time.time() - channel.creation_time < FIRST_REQUEST_GRACE_SECONDS
+    )
+
+
 def _busy(channel: HTTPChannel) -> bool:
-    """A request is being read, waits, runs, or its answer is not yet sent."""
-    return bool(channel.requests or channel.request is not None or channel.total_outbufs_len)
+    """A request is on its way, being read, waits, runs, or its answer is not yet sent."""
+    return bool(
+        channel.requests
+        or channel.request is not None
+        or channel.total_outbufs_len
+        or _awaiting_first_request(channel)
+    )
 
 
 def _stop_listening(server: BaseWSGIServer) -> None:

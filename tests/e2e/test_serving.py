@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import httpx
 import pytest
 from support import PASSWORD, Server, bearer, unique
 
-from app.serving import waitress_options
+from app.serving import DRAIN_SECONDS, waitress_options
 from app.settings import ServingLimits
 
 pytestmark = pytest.mark.e2e
@@ -116,6 +118,37 @@ def test_behind_a_trusted_proxy_each_client_has_its_own_limit(tmp_path: Path):
             assert statuses == [401] * 10, client
     finally:
         server.stop()
+
+
+@contextlib.contextmanager
+def connected_at_sigterm(folder: Path) -> Iterator[tuple[Server, socket.socket]]:
+    """A server that got SIGTERM after accepting a connection that has sent nothing yet."""
+    server = Server.start(folder, via_cli=True)
+    host, port = server.url.removeprefix("http://").split(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=20) as connection:
+            time.sleep(0.3)  # the server has accepted it
+            server.process.send_signal(signal.SIGTERM)
+            yield server, connection
+    finally:
+        server.stop()
+
+
+def test_a_connection_whose_request_comes_just_after_sigterm_is_answered(tmp_path: Path):
+    with connected_at_sigterm(tmp_path) as (server, connection):
+        time.sleep(0.3)  # the server is draining
+        connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200 "), answer
+        assert server.process.wait(20) == 0
+
+
+def test_a_connection_that_never_sends_a_request_does_not_hold_up_the_exit(tmp_path: Path):
+    with connected_at_sigterm(tmp_path) as (server, connection):
+        assert server.process.wait(DRAIN_SECONDS / 2) == 0  # not the whole drain
+        assert connection.recv(1) == b""  # closed without an answer: nothing was asked
 
 
 def test_sigterm_under_load_cuts_off_no_request_and_loses_no_event(tmp_path: Path):
