@@ -4,7 +4,7 @@
 """
 
 from app import create_application
-from app.serving import exit_cleanly_on_sigterm
+from app.runtime.serving import exit_cleanly_on_sigterm
 from app.settings import ConfigError
 
 try:

@@ -116,13 +116,7 @@ class Settings:
                 f"MICROSHOP_ENV must be one of {', '.join(ENVIRONMENTS)}, not {env!r}"
             )
         instance_dir = Path(environ.get("MICROSHOP_INSTANCE_DIR") or "instance").resolve()
-        services = tuple(
-            ServiceSpec.parse(item)
-            for item in environ.get("MICROSHOP_SERVICES", DEFAULT_SERVICES).split(",")
-            if item.strip()
-        )
-        if len({spec.name for spec in services}) != len(services):
-            raise ConfigError("MICROSHOP_SERVICES names a service twice")
+        services = services_from_env(environ)
         return cls(
             env=env,
             jwt_secret=_jwt_secret(environ.get("MICROSHOP_JWT_SECRET", ""), env, instance_dir),
@@ -135,12 +129,30 @@ class Settings:
             },
             service_urls=_service_urls(environ),
             redis_url=environ.get("MICROSHOP_REDIS_URL") or None,
-            outbox_sweep_seconds=_seconds(environ, "MICROSHOP_OUTBOX_SWEEP_SECONDS", 2.0),
-            access_token_ttl=_positive_int(environ, "MICROSHOP_ACCESS_TOKEN_TTL", 15 * 60),
-            refresh_token_ttl=_positive_int(environ, "MICROSHOP_REFRESH_TOKEN_TTL", 30 * 86400),
-            login_rate_limit=environ.get("MICROSHOP_LOGIN_RATE_LIMIT", "10 per minute"),
+            outbox_sweep_seconds=_seconds(
+                environ, "MICROSHOP_OUTBOX_SWEEP_SECONDS", cls.outbox_sweep_seconds
+            ),
+            access_token_ttl=_positive_int(
+                environ, "MICROSHOP_ACCESS_TOKEN_TTL", cls.access_token_ttl
+            ),
+            refresh_token_ttl=_positive_int(
+                environ, "MICROSHOP_REFRESH_TOKEN_TTL", cls.refresh_token_ttl
+            ),
+            login_rate_limit=environ.get("MICROSHOP_LOGIN_RATE_LIMIT", cls.login_rate_limit),
             serving=ServingLimits.from_env(environ),
         )
+
+
+def services_from_env(environ: Mapping[str, str]) -> tuple[ServiceSpec, ...]:
+    """``MICROSHOP_SERVICES``: the services to mount here, in order."""
+    services = tuple(
+        ServiceSpec.parse(item)
+        for item in environ.get("MICROSHOP_SERVICES", DEFAULT_SERVICES).split(",")
+        if item.strip()
+    )
+    if len({spec.name for spec in services}) != len(services):
+        raise ConfigError("MICROSHOP_SERVICES names a service twice")
+    return services
 
 
 def _service_urls(environ: Mapping[str, str]) -> dict[str, str]:

@@ -8,9 +8,9 @@ from enum import StrEnum
 from sqlalchemy import BigInteger, CheckConstraint, Enum, Index, MetaData, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from app.database import NAMING_CONVENTION, UTCDateTime, utcnow
-from app.deny_list import add_deny_list_tables
-from app.events import add_event_tables
+from app.kit.database import NAMING_CONVENTION, UTCDateTime, utcnow
+from app.kit.deny_list import DenyList
+from app.kit.events import Outbox
 
 
 class Base(DeclarativeBase):
@@ -19,8 +19,8 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-add_event_tables(Base.metadata)
-add_deny_list_tables(Base.metadata)
+outbox = Outbox(Base.metadata)
+deny_list = DenyList(Base.metadata)
 
 
 class OrderStatus(StrEnum):
@@ -44,7 +44,7 @@ class Order(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    userid: Mapped[int]
+    userid: Mapped[int] = mapped_column(BigInteger)
     product: Mapped[str] = mapped_column(String(200))
     price_minor: Mapped[int] = mapped_column(BigInteger)
     quantity: Mapped[int]

@@ -5,11 +5,11 @@ from __future__ import annotations
 from flask import Response
 from flask_restful import Resource
 
-from app.auth import access_required, current_caller, service_required
-from app.openapi import operation
-from app.platform import unit_of_work
-from app.responses import created, ok
-from app.validation import parse, parse_query
+from app.kit.auth import access_required, current_caller, service_required
+from app.kit.openapi import operation
+from app.kit.responses import created, ok
+from app.kit.service import unit_of_work
+from app.kit.validation import parse, parse_query
 from order_service import service
 from order_service.schemas import NewOrder, OrderFacts, OrderOut, OrderPage, OrderQuery
 
@@ -21,7 +21,7 @@ class OrderList(Resource):
     def get(self) -> Response:
         """The caller's orders, newest first, a page at a time."""
         query = parse_query(OrderQuery)
-        with unit_of_work() as session:
+        with unit_of_work(readonly=True) as session:
             page = service.list_orders(session, current_caller(), query)
             items = [OrderOut.of(order) for order in page.items]
         return ok(OrderPage(items=items, next_cursor=page.next_cursor))
@@ -42,7 +42,7 @@ class OrderItem(Resource):
     @operation(responses={200: OrderOut}, errors=(403, 404))
     def get(self, order_id: int) -> Response:
         """One order, for its owner or an admin."""
-        with unit_of_work() as session:
+        with unit_of_work(readonly=True) as session:
             return ok(OrderOut.of(service.owned_order(session, current_caller(), order_id)))
 
     @operation(responses={200: OrderOut}, errors=(403, 404))
@@ -58,14 +58,5 @@ class InternalOrder(Resource):
 
     def get(self, order_id: int) -> Response:
         """What another service may know of an order: owner, amount, currency, status."""
-        with unit_of_work() as session:
-            order = service.find_order(session, order_id)
-            return ok(
-                OrderFacts(
-                    id=order.id,
-                    userid=order.userid,
-                    amount_minor=order.amount_minor,
-                    currency=order.currency,
-                    status=order.status,
-                )
-            )
+        with unit_of_work(readonly=True) as session:
+            return ok(OrderFacts.of(service.find_order(session, order_id)))

@@ -7,9 +7,9 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, WithJsonSchema
 
-from app.money import as_number, money
-from app.pagination import PageQuery
-from app.validation import RequestModel, integral, text, whole_number
+from app.kit.money import as_number, money
+from app.kit.pagination import PageQuery
+from app.kit.validation import RequestModel, integral, text, whole_number
 from order_service.models import Order, OrderStatus
 
 MAX_PRICE_MINOR = 100_000_000  # 1,000,000.00
@@ -87,3 +87,13 @@ class OrderFacts(BaseModel):
     amount_minor: int
     currency: str
     status: OrderStatus
+
+    @classmethod
+    def of(cls, order: Order) -> OrderFacts:
+        return cls(
+            id=order.id,
+            userid=order.userid,
+            amount_minor=order.amount_minor,
+            currency=order.currency,
+            status=order.status,
+        )

@@ -5,12 +5,12 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.auth import Caller
-from app.database import utcnow
-from app.errors import Forbidden, NotFound
-from app.events import publish
-from app.pagination import Page, keyset_page
-from order_service.models import Order, OrderStatus
+from app.kit.auth import Caller
+from app.kit.database import utcnow
+from app.kit.errors import Forbidden, NotFound
+from app.kit.pagination import Page, keyset_page
+from order_service.errors import IllegalTransition
+from order_service.models import Order, OrderStatus, outbox
 from order_service.schemas import NewOrder, OrderQuery
 
 TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
@@ -19,13 +19,6 @@ TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
     OrderStatus.CANCELLED: frozenset({OrderStatus.REFUNDED}),  # a paid order's refund lands
     OrderStatus.REFUNDED: frozenset(),
 }
-
-
-class IllegalTransition(Exception):
-    """A status change the lifecycle does not allow; callers decide what it means to them."""
-
-    def __init__(self, order: Order, target: OrderStatus):
-        super().__init__(f"order {order.id} cannot go from {order.status} to {target}")
 
 
 def transition(order: Order, target: OrderStatus) -> None:
@@ -85,7 +78,7 @@ def cancel_order(session: Session, caller: Caller, order_id: int) -> Order:
     was_paid = order.status is OrderStatus.PAID
     transition(order, OrderStatus.CANCELLED)
     if was_paid:
-        publish(session, "order.cancelled", {"order_id": order.id})
+        outbox.publish(session, "order.cancelled", {"order_id": order.id})
     return order
 
 

@@ -1,64 +1,51 @@
 """The payment service: paying orders and refunds. A Flask app of its own, at ``/payment``.
 
 app = create_app()                      # settings from the environment, sandbox provider
-app = create_app(settings, provider=YourProvider())   # a real provider plugs in here
+app = create_app(settings, peers)       # as the composition does: it reads orders
+app = create_app(settings, peers, provider=YourProvider())   # a real provider
 """
 
 from __future__ import annotations
 
 from flask import Flask
 
-from app.api import JsonApi
-from app.auth import init_jwt
-from app.deny_list import DENY_LIST_HANDLERS, deny_list_check
-from app.events import init_events
-from app.platform import init_service
+from app.kit.api import JsonApi
+from app.kit.auth import init_jwt
+from app.kit.peers import NoPeers, Peers
+from app.kit.service import init_service
 from app.settings import Settings
-from payment_service import resources
+from payment_service import events, resources
 from payment_service.checkout import Checkout
-from payment_service.events import refund_cancelled_orders
-from payment_service.models import Base
+from payment_service.models import Base, deny_list, outbox
 from payment_service.providers import PaymentProvider, SandboxProvider
 
 
-def create_app(settings: Settings | None = None, provider: PaymentProvider | None = None) -> Flask:
+def create_app(
+    settings: Settings | None = None,
+    peers: Peers | None = None,
+    provider: PaymentProvider | None = None,
+) -> Flask:
     settings = settings or Settings.from_env()
-    provider = provider or SandboxProvider()
+    checkout = Checkout(peers or NoPeers(), provider or SandboxProvider())
     app = Flask(__name__)
-    # Payments deserve FULL: WAL with synchronous=FULL survives a power cut.
-    platform = init_service(
-        app, settings, service="payment", metadata=Base.metadata, synchronous="FULL"
-    )
-    init_jwt(app, settings, is_revoked=deny_list_check(platform.database))
-    init_events(
+    parts = init_service(
         app,
-        platform,
-        handlers={**DENY_LIST_HANDLERS, "order.cancelled": refund_cancelled_orders(provider)},
+        settings,
+        name="payment",
+        metadata=Base.metadata,
+        outbox=outbox,
+        handlers=events.handlers(checkout),
+        synchronous="FULL",  # payments survive a power cut
     )
-    checkout = {"checkout": Checkout(platform, provider)}
+    init_jwt(app, settings, parts.database, is_revoked=deny_list.is_revoked)
     api = JsonApi(app)
-    api.add_resource(
-        resources.PaymentList, "/", endpoint="payments", resource_class_kwargs=checkout
-    )
-    api.add_resource(
-        resources.PaymentList,
-        "/pay",
-        endpoint="payments_pay",
-        methods=["POST"],
-        resource_class_kwargs=checkout,
-    )
-    api.add_resource(resources.PaymentItem, "/<id:payment_id>", endpoint="payment")
-    api.add_resource(resources.PaymentItem, "/query/<id:payment_id>", endpoint="payment_query")
-    api.add_resource(
+    collaborators = {"resource_class_kwargs": {"checkout": checkout}}
+    api.route(resources.PaymentList, "/", legacy={"/pay": "POST"}, **collaborators)
+    api.route(resources.PaymentItem, "/<id:payment_id>", legacy={"/query/<id:payment_id>": "GET"})
+    api.route(
         resources.PaymentRefunds,
         "/<id:payment_id>/refund",
-        endpoint="refunds",
-        resource_class_kwargs=checkout,
-    )
-    api.add_resource(
-        resources.PaymentRefunds,
-        "/refund/<id:payment_id>",
-        endpoint="refunds_legacy",
-        resource_class_kwargs=checkout,
+        legacy={"/refund/<id:payment_id>": "POST"},
+        **collaborators,
     )
     return app

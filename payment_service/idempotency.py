@@ -25,21 +25,17 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.auth import current_caller
-from app.database import utcnow
-from app.errors import ApiError, Conflict, ValidationFailed
-from app.platform import current_platform
+from app.kit.auth import current_caller
+from app.kit.database import utcnow
+from app.kit.errors import ApiError, ValidationFailed
+from app.kit.service import unit_of_work
+from payment_service.errors import KeyMismatch, RequestInProgress
 from payment_service.models import IdempotencyRecord
 
 HEADER = "Idempotency-Key"
 KEEP = timedelta(hours=24)
 ABANDONED_AFTER = timedelta(minutes=2)
 """Far longer than a request runs: a first use still running after this lost its process."""
-
-
-class KeyMismatch(ApiError):
-    status, slug = 422, "idempotency_key_mismatch"
-    message = "this Idempotency-Key was used with a different request"
 
 
 def _fingerprint(operation: str, view_args: dict[str, Any]) -> str:
@@ -54,9 +50,8 @@ def _fingerprint(operation: str, view_args: dict[str, Any]) -> str:
 
 def _claim(userid: int, key: str, fingerprint: str) -> Response | None:
     """Record the key as running; or answer what an earlier use of it calls for."""
-    database = current_platform().database
     try:
-        with database.unit_of_work() as session:
+        with unit_of_work() as session:
             session.execute(
                 delete(IdempotencyRecord).where(IdempotencyRecord.created_at < utcnow() - KEEP)
             )
@@ -64,7 +59,7 @@ def _claim(userid: int, key: str, fingerprint: str) -> Response | None:
         return None
     except IntegrityError:
         pass
-    with database.unit_of_work() as session:
+    with unit_of_work() as session:
         record = session.scalar(
             select(IdempotencyRecord).where(
                 IdempotencyRecord.userid == userid, IdempotencyRecord.key == key
@@ -77,7 +72,7 @@ def _claim(userid: int, key: str, fingerprint: str) -> Response | None:
         if record.response_status is None:
             if _take_over_abandoned(session, record):
                 return None
-            raise Conflict("request_in_progress", "a request with this Idempotency-Key is running")
+            raise RequestInProgress()
         replay = current_app.response_class(
             record.response_body, status=record.response_status, mimetype="application/json"
         )
@@ -100,7 +95,7 @@ def _take_over_abandoned(session: Session, record: IdempotencyRecord) -> bool:
 
 
 def _finish(userid: int, key: str, response: Response) -> None:
-    with current_platform().database.unit_of_work() as session:
+    with unit_of_work() as session:
         record = session.scalar(
             select(IdempotencyRecord).where(
                 IdempotencyRecord.userid == userid, IdempotencyRecord.key == key

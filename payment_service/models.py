@@ -18,9 +18,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from app.database import NAMING_CONVENTION, UTCDateTime, utcnow
-from app.deny_list import add_deny_list_tables
-from app.events import add_event_tables
+from app.kit.database import NAMING_CONVENTION, UTCDateTime, utcnow
+from app.kit.deny_list import DenyList
+from app.kit.events import Outbox
 
 
 class Base(DeclarativeBase):
@@ -29,8 +29,8 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-add_event_tables(Base.metadata)
-add_deny_list_tables(Base.metadata)
+outbox = Outbox(Base.metadata)
+deny_list = DenyList(Base.metadata)
 
 
 class PaymentStatus(StrEnum):

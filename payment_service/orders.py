@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from app.errors import ServiceUnavailable
-from app.service_client import Peers
+from app.kit.errors import ServiceUnavailable
+from app.kit.peers import Peers
 
 
 class OrderFacts(BaseModel):
@@ -18,10 +18,8 @@ class OrderFacts(BaseModel):
     status: str
 
 
-def read_order(peers: Peers | None, order_id: int) -> OrderFacts | None:
+def read_order(peers: Peers, order_id: int) -> OrderFacts | None:
     """The order, or None if the order service has no such order."""
-    if peers is None:
-        raise ServiceUnavailable("order service is not configured")
     reply = peers.call("order", "GET", f"/internal/orders/{order_id}", caller="payment")
     if reply.status == 404:
         return None

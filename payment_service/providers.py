@@ -16,15 +16,7 @@ from __future__ import annotations
 import hashlib
 from typing import Protocol
 
-from app.errors import ApiError
-
-
-class CardDeclined(ApiError):
-    status, slug, message = 402, "card_declined", "the card was declined"
-
-
-class ProviderFailed(ApiError):
-    status, slug, message = 502, "payment_provider_error", "the payment provider failed"
+from payment_service.errors import CardDeclined, ProviderFailed
 
 
 class PaymentProvider(Protocol):

@@ -5,13 +5,23 @@ from __future__ import annotations
 from flask import Response
 from flask_restful import Resource
 
-from app.auth import access_required, current_caller
-from app.openapi import operation
-from app.platform import unit_of_work
-from app.responses import created, ok
-from app.validation import parse, parse_query
+from app.kit.auth import access_required, current_caller
+from app.kit.openapi import operation
+from app.kit.responses import created, ok
+from app.kit.service import unit_of_work
+from app.kit.validation import parse, parse_query
 from payment_service import service
 from payment_service.checkout import Checkout
+from payment_service.errors import (
+    CardDeclined,
+    KeyMismatch,
+    OrderAlreadyPaid,
+    OrderNotPayable,
+    PaymentNotRefundable,
+    ProviderFailed,
+    RefundExceedsPayment,
+    RequestInProgress,
+)
 from payment_service.idempotency import idempotent
 from payment_service.schemas import (
     NewPayment,
@@ -33,7 +43,7 @@ class PaymentList(Resource):
     def get(self) -> Response:
         """The caller's payments, newest first, a page at a time."""
         query = parse_query(PaymentQuery)
-        with unit_of_work() as session:
+        with unit_of_work(readonly=True) as session:
             page = service.list_payments(session, current_caller(), query)
             items = [PaymentOut.of(payment) for payment in page.items]
         return ok(PaymentPage(items=items, next_cursor=page.next_cursor))
@@ -43,15 +53,17 @@ class PaymentList(Resource):
         responses={201: PaymentOut},
         idempotency_key=True,
         creates="payment_id",
-        errors={
-            402: ("card_declined",),
-            403: ("forbidden",),
-            404: ("not_found",),
-            409: ("order_not_payable", "order_already_paid", "request_in_progress"),
-            422: ("validation_error", "idempotency_key_mismatch"),
-            502: ("payment_provider_error",),
-            503: ("service_unavailable",),
-        },
+        errors=(
+            CardDeclined,
+            403,
+            404,
+            OrderNotPayable,
+            OrderAlreadyPaid,
+            RequestInProgress,
+            KeyMismatch,
+            ProviderFailed,
+            503,
+        ),
     )
     def post(self) -> Response:
         """Pay an order in full; the order becomes paid."""
@@ -66,7 +78,7 @@ class PaymentItem(Resource):
     @operation(responses={200: PaymentOut}, errors=(403, 404))
     def get(self, payment_id: int) -> Response:
         """One payment, for its payer or an admin."""
-        with unit_of_work() as session:
+        with unit_of_work(readonly=True) as session:
             return ok(PaymentOut.of(service.visible_payment(session, current_caller(), payment_id)))
 
 
@@ -81,13 +93,15 @@ class PaymentRefunds(Resource):
         body_required=False,
         responses={201: RefundOut},
         idempotency_key=True,
-        errors={
-            403: ("forbidden",),
-            404: ("not_found",),
-            409: ("refund_exceeds_payment", "payment_not_refundable", "request_in_progress"),
-            422: ("validation_error", "idempotency_key_mismatch"),
-            502: ("payment_provider_error",),
-        },
+        errors=(
+            403,
+            404,
+            RefundExceedsPayment,
+            PaymentNotRefundable,
+            RequestInProgress,
+            KeyMismatch,
+            ProviderFailed,
+        ),
     )
     def post(self, payment_id: int) -> Response:
         """Refund part or all of what is left of a payment."""

@@ -7,10 +7,10 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
-from app.database import MAX_ID
-from app.money import as_number, money
-from app.pagination import PageQuery
-from app.validation import RequestModel, text, whole_number
+from app.kit.database import MAX_ID
+from app.kit.money import as_number, money
+from app.kit.pagination import PageQuery
+from app.kit.validation import RequestModel, text, whole_number
 from payment_service.models import Payment, Refund
 
 

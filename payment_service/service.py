@@ -13,12 +13,17 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.auth import Caller
-from app.database import utcnow
-from app.errors import Conflict, Forbidden, NotFound
-from app.events import publish
-from app.pagination import Page, keyset_page
-from payment_service.models import Payment, PaymentStatus, Refund
+from app.kit.auth import Caller
+from app.kit.database import utcnow
+from app.kit.errors import Forbidden, NotFound
+from app.kit.pagination import Page, keyset_page
+from payment_service.errors import (
+    OrderAlreadyPaid,
+    OrderNotPayable,
+    PaymentNotRefundable,
+    RefundExceedsPayment,
+)
+from payment_service.models import Payment, PaymentStatus, Refund, outbox
 from payment_service.orders import OrderFacts
 from payment_service.schemas import PaymentQuery
 
@@ -34,9 +39,9 @@ def check_payable(order: OrderFacts | None, caller: Caller) -> OrderFacts:
     if order.userid != caller.id:
         raise Forbidden("only the order's owner may pay it")
     if order.status in ("paid", "refunded"):
-        raise Conflict("order_already_paid", "order is already paid")
+        raise OrderAlreadyPaid()
     if order.status != "pending":
-        raise Conflict("order_not_payable", f"order is {order.status}")
+        raise OrderNotPayable(f"order is {order.status}")
     return order
 
 
@@ -58,7 +63,7 @@ def reserve_payment(session: Session, caller: Caller, order: OrderFacts, method:
     except IntegrityError:
         stranded = _take_over_stranded(session, order.id)
         if stranded is None:
-            raise Conflict("order_already_paid", "order is already paid or being paid") from None
+            raise OrderAlreadyPaid("order is already paid or being paid") from None
         return stranded
     return payment
 
@@ -87,7 +92,9 @@ def settle_payment(session: Session, payment_id: int, charge_reference: str) -> 
     payment.status = PaymentStatus.SUCCEEDED
     payment.provider_reference = charge_reference
     payment.updated_at = utcnow()
-    publish(session, "payment.succeeded", {"payment_id": payment.id, "order_id": payment.order_id})
+    outbox.publish(
+        session, "payment.succeeded", {"payment_id": payment.id, "order_id": payment.order_id}
+    )
     return payment
 
 
@@ -130,12 +137,10 @@ def reserve_refund(session: Session, payment: Payment, amount_minor: int | None)
 
     A conditional UPDATE, so concurrent refunds can never exceed the payment."""
     if payment.status not in SETTLED:
-        raise Conflict(
-            "payment_not_refundable", f"a {payment.status.value} payment cannot be refunded"
-        )
+        raise PaymentNotRefundable(f"a {payment.status.value} payment cannot be refunded")
     amount = payment.remaining_minor if amount_minor is None else amount_minor
     if amount == 0:
-        raise Conflict("payment_not_refundable", "nothing is left to refund")
+        raise PaymentNotRefundable("nothing is left to refund")
     counted = session.execute(
         update(Payment)
         .where(Payment.id == payment.id)
@@ -143,7 +148,7 @@ def reserve_refund(session: Session, payment: Payment, amount_minor: int | None)
         .values(refunded_minor=Payment.refunded_minor + amount, updated_at=utcnow())
     )
     if counted.rowcount != 1:
-        raise Conflict("refund_exceeds_payment", "refund is more than what is left")
+        raise RefundExceedsPayment()
     return amount
 
 
@@ -169,7 +174,7 @@ def record_refund(session: Session, payment_id: int, amount_minor: int, referenc
     session.add(refund)
     if payment.remaining_minor == 0:
         payment.status = PaymentStatus.REFUNDED
-        publish(
+        outbox.publish(
             session, "payment.refunded", {"payment_id": payment.id, "order_id": payment.order_id}
         )
     else:

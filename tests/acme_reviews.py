@@ -8,9 +8,9 @@ from flask import Flask, Response
 from flask_restful import Resource
 from sqlalchemy.orm import DeclarativeBase
 
-from app.api import JsonApi
-from app.platform import init_service
-from app.responses import ok
+from app.kit.api import JsonApi
+from app.kit.responses import ok
+from app.kit.service import init_service
 from app.settings import Settings
 
 
@@ -32,7 +32,7 @@ class Broken(Resource):
 
 def create_app(settings: Settings) -> Flask:
     app = Flask(__name__)
-    init_service(app, settings, service="reviews", metadata=Base.metadata)
+    init_service(app, settings, name="reviews", metadata=Base.metadata)
     api = JsonApi(app)
     api.add_resource(Reviews, "/")
     api.add_resource(Broken, "/broken")

@@ -26,8 +26,8 @@ from support import (
 from werkzeug.test import Client
 
 import user_service
-from app.composition import Application
-from app.platform import platform_of
+from app.kit.service import parts_of
+from app.runtime.composition import Application
 from app.settings import Settings
 
 
@@ -69,9 +69,9 @@ def client(application: Application) -> Client:
 @pytest.fixture
 def user_app(settings: Settings) -> Iterator[Flask]:
     app = user_service.create_app(settings)
-    platform_of(app).database.create_schema()
+    parts_of(app).database.create_schema()
     yield app
-    platform_of(app).database.dispose()
+    parts_of(app).database.dispose()
 
 
 @pytest.fixture(scope="session")
@@ -130,8 +130,8 @@ def users(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServiceCli
     else:
         settings = make_settings(tmp_path, database_urls(request.param, tmp_path))
         app = user_service.create_app(settings)
-        platform_of(app).database.create_schema()
-        transport = WsgiTransport(app.test_client(), on_close=platform_of(app).database.dispose)
+        parts_of(app).database.create_schema()
+        transport = WsgiTransport(app.test_client(), on_close=parts_of(app).database.dispose)
 
         def run_command(args: list[str], env: dict[str, str]) -> tuple[int, str]:
             result = app.test_cli_runner().invoke(args=args, env=env)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from flask import Flask
 
 import payment_service
+from app.kit.peers import Peers
 from app.settings import Settings
 from payment_service.providers import SandboxProvider
 
@@ -32,6 +33,6 @@ made: list[FlakyProvider] = []
 """The providers handed out, newest last, for the test to steer."""
 
 
-def create_app(settings: Settings) -> Flask:
+def create_app(settings: Settings, peers: Peers) -> Flask:
     made.append(FlakyProvider())
-    return payment_service.create_app(settings, provider=made[-1])
+    return payment_service.create_app(settings, peers, provider=made[-1])

@@ -23,9 +23,9 @@ import psycopg
 import pytest
 from werkzeug.test import Client
 
-from app.composition import Application, create_application
-from app.database import Database
-from app.platform import platform_of
+from app.kit.database import Database
+from app.kit.service import parts_of
+from app.runtime.composition import Application, create_application
 from app.settings import ServiceSpec, Settings
 
 SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
@@ -54,15 +54,13 @@ def fresh_postgres_schema(base_url: str, schema: str) -> str:
     return f"{base_url}{separator}options=-csearch_path%3D{schema}"
 
 
-BACKENDS = [
-    "sqlite",
-    pytest.param(
-        "postgresql",
-        marks=pytest.mark.skipif(
-            postgres_url() is None, reason="MICROSHOP_TEST_POSTGRES_URL is not set"
-        ),
+ONLY_POSTGRES = pytest.param(
+    "postgresql",
+    marks=pytest.mark.skipif(
+        postgres_url() is None, reason="MICROSHOP_TEST_POSTGRES_URL is not set"
     ),
-]
+)
+BACKENDS = ["sqlite", ONLY_POSTGRES]
 """Every database test runs on both; PostgreSQL only where its URL is set (CI sets it)."""
 
 
@@ -71,10 +69,14 @@ def postgres_schema(service: str) -> str:
     return f"test_{os.getpid()}_{service}"
 
 
-def drop_postgres_schemas(base_url: str) -> None:
+def drop_postgres_schema(base_url: str, schema: str) -> None:
     with psycopg.connect(base_url, autocommit=True) as connection:
-        for service in SERVICES:
-            connection.execute(f'DROP SCHEMA IF EXISTS "{postgres_schema(service)}" CASCADE')
+        connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def drop_postgres_schemas(base_url: str) -> None:
+    for service in SERVICES:
+        drop_postgres_schema(base_url, postgres_schema(service))
 
 
 def database_urls(backend: str, folder: Path) -> dict[str, str]:
@@ -113,7 +115,7 @@ def ready_application(settings: Settings) -> Application:
     ``microshop init-db``: its outbox sweepers never start on missing tables."""
     with_tables = create_application(settings, deliver_events=False)
     for service in with_tables.services.values():
-        platform_of(service).database.create_schema()
+        parts_of(service).database.create_schema()
     with_tables.dispose()
     return create_application(settings)
 

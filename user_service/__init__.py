@@ -8,36 +8,40 @@ from __future__ import annotations
 
 from flask import Flask
 
-from app.api import JsonApi
-from app.auth import init_jwt
-from app.events import init_events
-from app.platform import init_service
+from app.kit.api import JsonApi
+from app.kit.auth import init_jwt
+from app.kit.service import init_service
 from app.settings import Settings
-from user_service import resources, service
+from user_service import events, resources, service
 from user_service.commands import create_admin
-from user_service.models import Base
+from user_service.models import Base, outbox
 from user_service.rate_limits import limit_logins
+
+COMMANDS = (create_admin,)
+"""What the user service adds to ``microshop`` (and to ``flask --app user_service``)."""
 
 
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
     app = Flask(__name__)
-    platform = init_service(app, settings, service="user", metadata=Base.metadata)
-
-    def is_revoked(claims: dict) -> bool:
-        with platform.database.unit_of_work() as session:
-            return service.is_revoked(session, claims)
-
-    init_jwt(app, settings, is_revoked=is_revoked)
-    init_events(app, platform, handlers={})  # it publishes; it subscribes to nothing
+    parts = init_service(
+        app,
+        settings,
+        name="user",
+        metadata=Base.metadata,
+        outbox=outbox,
+        handlers=events.handlers(),
+    )
+    init_jwt(app, settings, parts.database, is_revoked=service.is_revoked)
     api = JsonApi(app)
-    api.add_resource(resources.Registrations, "/register")
-    api.add_resource(resources.Logins, "/login", endpoint="login")
-    api.add_resource(resources.Refreshes, "/refresh")
-    api.add_resource(resources.Logouts, "/logout")
-    api.add_resource(resources.Me, "/me", "/info")
-    api.add_resource(resources.Users, "/<id:user_id>")
-    api.add_resource(resources.Passwords, "/password")
+    api.route(resources.Registrations, "/register")
+    api.route(resources.Logins, "/login", endpoint="login")
+    api.route(resources.Refreshes, "/refresh")
+    api.route(resources.Logouts, "/logout")
+    api.route(resources.CurrentUser, "/me", legacy={"/info": "GET"})
+    api.route(resources.UserItem, "/<id:user_id>")
+    api.route(resources.Passwords, "/password")
     limit_logins(app, settings, endpoint="login")
-    app.cli.add_command(create_admin)
+    for command in COMMANDS:
+        app.cli.add_command(command)
     return app

@@ -7,9 +7,9 @@ import os
 import click
 from flask.cli import with_appcontext
 
-from app.errors import Conflict, ValidationFailed
-from app.platform import unit_of_work
-from app.validation import validate
+from app.kit.errors import Conflict, ValidationFailed
+from app.kit.service import unit_of_work
+from app.kit.validation import validate
 from user_service import service
 from user_service.schemas import Registration
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, MetaData, String
+from sqlalchemy import MetaData, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from app.database import NAMING_CONVENTION, UTCDateTime, utcnow
-from app.events import add_event_tables
+from app.kit.database import NAMING_CONVENTION, UTCDateTime, utcnow
+from app.kit.deny_list import DenyList
+from app.kit.events import Outbox
 
 
 class Base(DeclarativeBase):
@@ -17,7 +18,8 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-add_event_tables(Base.metadata)
+outbox = Outbox(Base.metadata)
+deny_list = DenyList(Base.metadata)
 
 
 class User(Base):
@@ -34,13 +36,3 @@ class User(Base):
     token_version: Mapped[int] = mapped_column(default=0)
     """Carried in every token as ``ver``; a password change bumps it, retiring older tokens."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-
-
-class RevokedToken(Base):
-    """A token revoked by logout; kept until it would have expired anyway."""
-
-    __tablename__ = "revoked_tokens"
-
-    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

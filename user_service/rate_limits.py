@@ -8,7 +8,7 @@ import time
 from flask import Flask, Response, request
 from flask_limiter import Limiter, RateLimitExceeded
 
-from app.responses import error_response
+from app.kit.responses import error_response
 from app.settings import Settings
 
 

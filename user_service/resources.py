@@ -9,19 +9,21 @@ from flask_jwt_extended import decode_token, get_jwt
 from flask_restful import Resource
 from jwt import PyJWTError
 
-from app.auth import (
+from app.kit.auth import (
     access_required,
+    access_token_lifetime,
     current_caller,
     issue_access_token,
     issue_refresh_token,
     refresh_required,
 )
-from app.errors import ValidationFailed
-from app.openapi import operation
-from app.platform import current_platform, unit_of_work
-from app.responses import created, ok
-from app.validation import parse
+from app.kit.errors import ValidationFailed
+from app.kit.openapi import operation
+from app.kit.responses import created, ok
+from app.kit.service import unit_of_work
+from app.kit.validation import parse
 from user_service import service
+from user_service.errors import EmailTaken, InvalidCredentials, UsernameTaken
 from user_service.models import User
 from user_service.schemas import (
     AccessToken,
@@ -36,15 +38,14 @@ from user_service.schemas import (
 
 def _access_token(user: User) -> AccessToken:
     token = issue_access_token(user.id, user.role, {"ver": user.token_version})
-    ttl = current_platform().settings.access_token_ttl
-    return AccessToken(token=token, access_token=token, expires_in=ttl)
+    return AccessToken(token=token, access_token=token, expires_in=access_token_lifetime())
 
 
 class Registrations(Resource):
     @operation(
         body=Registration,
         responses={201: UserOut},
-        errors={409: ("username_taken", "email_taken")},
+        errors=(UsernameTaken, EmailTaken),
         auth=False,
         creates="user_id",
     )
@@ -53,14 +54,14 @@ class Registrations(Resource):
         form = parse(Registration)
         with unit_of_work() as session:
             user = service.register(session, form)
-        return created(UserOut.model_validate(user), "registered")
+        return created(UserOut.of(user), "registered")
 
 
 class Logins(Resource):
     @operation(
         body=Credentials,
         responses={200: TokenPair},
-        errors={401: ("invalid_credentials",), 429: ("rate_limited",)},
+        errors=(InvalidCredentials, 429),
         auth=False,
     )
     def post(self) -> Response:
@@ -79,7 +80,7 @@ class Refreshes(Resource):
     @operation(responses={200: AccessToken})
     def post(self) -> Response:
         """Exchange a refresh token for a new access token."""
-        with unit_of_work() as session:
+        with unit_of_work(readonly=True) as session:
             user = service.get_user(session, current_caller().id)
             return ok(_access_token(user), "refreshed")
 
@@ -110,31 +111,30 @@ class Logouts(Resource):
         return ok(msg="logged out")
 
 
-class Me(Resource):
+class CurrentUser(Resource):
     method_decorators = [access_required]
 
     @operation(responses={200: UserOut})
     def get(self) -> Response:
         """The caller's own account."""
-        caller = current_caller()
-        with unit_of_work() as session:
-            return ok(UserOut.model_validate(service.get_user(session, caller.id)))
+        with unit_of_work(readonly=True) as session:
+            return ok(UserOut.of(service.get_user(session, current_caller().id)))
 
 
-class Users(Resource):
+class UserItem(Resource):
     method_decorators = [access_required]
 
     @operation(responses={200: UserOut}, errors=(403, 404))
     def get(self, user_id: int) -> Response:
         """An account, for that user or an admin."""
-        with unit_of_work() as session:
-            return ok(UserOut.model_validate(service.view_user(session, current_caller(), user_id)))
+        with unit_of_work(readonly=True) as session:
+            return ok(UserOut.of(service.view_user(session, current_caller(), user_id)))
 
 
 class Passwords(Resource):
     method_decorators = [access_required]
 
-    @operation(body=PasswordChange, responses={200: None})
+    @operation(body=PasswordChange, responses={200: None}, errors=(InvalidCredentials,))
     def post(self) -> Response:
         """Change the caller's password; every earlier token stops working."""
         form = parse(PasswordChange)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, WithJsonSchema
+from pydantic import BaseModel, EmailStr, Field, WithJsonSchema
 
-from app.validation import RequestModel, text
+from app.kit.validation import RequestModel, text
+from user_service.models import User
 
 Username = text(min_length=3, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")
 Password = text(min_length=8, max_length=128)
@@ -56,13 +57,21 @@ class PasswordChange(RequestModel):
 
 
 class UserOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
     id: int
     username: str
     email: str
     role: str
     created_at: datetime
+
+    @classmethod
+    def of(cls, user: User) -> UserOut:
+        return cls(
+            id=user.id,
+            username=user.username,
+            email=user.email,
+            role=user.role,
+            created_at=user.created_at,
+        )
 
 
 class AccessToken(BaseModel):

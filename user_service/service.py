@@ -6,16 +6,15 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.auth import Caller
-from app.database import utcnow
-from app.errors import Conflict, Forbidden, InvalidCredentials, NotFound
-from app.events import publish
+from app.kit.auth import Caller
+from app.kit.errors import Forbidden, NotFound
 from user_service import passwords
-from user_service.models import RevokedToken, User
+from user_service.errors import EmailTaken, InvalidCredentials, UsernameTaken
+from user_service.models import User, deny_list, outbox
 from user_service.schemas import Credentials, PasswordChange, Registration
 
 
@@ -25,9 +24,9 @@ def _key(text: str) -> str:
 
 def _ensure_available(session: Session, username: str, email: str) -> None:
     if session.scalar(select(User.id).where(User.username_key == _key(username))) is not None:
-        raise Conflict("username_taken", "username already taken")
+        raise UsernameTaken()
     if session.scalar(select(User.id).where(User.email_key == _key(email))) is not None:
-        raise Conflict("email_taken", "email already registered")
+        raise EmailTaken()
 
 
 def register(session: Session, form: Registration, *, role: str = "user") -> User:
@@ -84,7 +83,9 @@ def change_password(session: Session, caller: Caller, form: PasswordChange) -> U
         raise InvalidCredentials("old password is wrong")
     user.password_hash = passwords.hash_password(form.new_password)
     user.token_version += 1
-    publish(session, "user.tokens_invalidated", {"user_id": user.id, "version": user.token_version})
+    outbox.publish(
+        session, "user.tokens_invalidated", {"user_id": user.id, "version": user.token_version}
+    )
     return user
 
 
@@ -92,27 +93,13 @@ def revoke_tokens(session: Session, tokens: Iterable[Mapping[str, Any]]) -> None
     """Put tokens (their claims) on the deny list for good, and tell the other services.
 
     Revoking twice is harmless."""
-    now = utcnow()
-    session.execute(delete(RevokedToken).where(RevokedToken.expires_at < now))
     for claims in tokens:
-        if session.get(RevokedToken, claims["jti"]) is not None:
-            continue
-        try:
-            with session.begin_nested():
-                session.add(
-                    RevokedToken(
-                        jti=claims["jti"],
-                        user_id=int(claims["sub"]),
-                        expires_at=datetime.fromtimestamp(claims["exp"], UTC),
-                    )
-                )
-        except IntegrityError:  # a concurrent logout revoked it first
-            continue
-        publish(
-            session,
-            "token.revoked",
-            {"jti": claims["jti"], "user_id": int(claims["sub"]), "expires_at": claims["exp"]},
-        )
+        if deny_list.deny(session, claims["jti"], datetime.fromtimestamp(claims["exp"], UTC)):
+            outbox.publish(
+                session,
+                "token.revoked",
+                {"jti": claims["jti"], "user_id": int(claims["sub"]), "expires_at": claims["exp"]},
+            )
 
 
 def is_revoked(session: Session, claims: Mapping[str, Any]) -> bool:
@@ -120,4 +107,4 @@ def is_revoked(session: Session, claims: Mapping[str, Any]) -> bool:
     user = session.get(User, int(claims["sub"]))
     if user is None or claims.get("ver") != user.token_version:
         return True
-    return session.get(RevokedToken, claims["jti"]) is not None
+    return deny_list.is_denied(session, claims["jti"])

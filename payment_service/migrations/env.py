@@ -1,6 +1,6 @@
-"""Alembic's entry point for the payment service's migrations: see app.migrations."""
+"""Alembic's entry point for the payment service's migrations: see app.runtime.migrations."""
 
-from app.migrations import run_env
+from app.runtime.migrations import run_env
 from payment_service.models import Base
 
 run_env(Base.metadata)

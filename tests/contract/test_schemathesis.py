@@ -42,8 +42,8 @@ from support import (
 )
 from werkzeug.test import Client
 
-from app.composition import Application, create_application
-from app.platform import platform_of
+from app.kit.service import parts_of
+from app.runtime.composition import Application, create_application
 
 EXAMPLES = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 SCENARIOS = settings(
@@ -137,7 +137,7 @@ class Customer:
     def start_over(self) -> None:
         """Empty every table, so that a scenario replays the same way while it is shrunk."""
         for service in self.application.services.values():
-            database = platform_of(service).database
+            database = parts_of(service).database
             with database.engine.begin() as connection:
                 for table in reversed(database.metadata.sorted_tables):
                     connection.execute(table.delete())

@@ -15,7 +15,7 @@ from support import SERVICES, Server
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.test import Client
 
-from app.composition import Application
+from app.runtime.composition import Application
 
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's package, which `make test` installs
 CHROMIUM_FLAGS = [

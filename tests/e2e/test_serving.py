@@ -16,7 +16,7 @@ import httpx
 import pytest
 from support import PASSWORD, Server, bearer, unique
 
-from app.serving import DRAIN_SECONDS, waitress_options
+from app.runtime.serving import DRAIN_SECONDS, waitress_options
 from app.settings import ServingLimits
 
 pytestmark = pytest.mark.e2e

@@ -12,7 +12,7 @@ from decimal import Decimal
 import pytest
 from support import SECRET, Account, Shop, assert_error, assert_fields, bearer, forge
 
-from app.auth import SERVICE_AUDIENCE, issue_service_token
+from app.kit.auth import SERVICE_AUDIENCE, issue_service_token
 
 ORDER_FIELDS = {
     "id",

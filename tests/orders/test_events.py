@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,20 +11,25 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from support import service_database
 
-from app.auth import Caller
+from app.kit.auth import Caller
+from app.kit.database import Database
+from app.kit.events import Handling
 from order_service import events, service
-from order_service.models import Base, Order, OrderStatus
+from order_service.models import Base, Order, OrderStatus, outbox
 from order_service.schemas import NewOrder
 
 ALICE = Caller(1, "user")
 
 
 @pytest.fixture
-def session(backend: str, tmp_path: Path) -> Iterator[Session]:
-    with (
-        service_database(backend, tmp_path, "order", Base.metadata) as database,
-        database.unit_of_work() as session,
-    ):
+def database(backend: str, tmp_path: Path) -> Iterator[Database]:
+    with service_database(backend, tmp_path, "order", Base.metadata) as database:
+        yield database
+
+
+@pytest.fixture
+def session(database: Database) -> Iterator[Session]:
+    with database.unit_of_work() as session:
         yield session
 
 
@@ -33,37 +39,56 @@ def order_in(session: Session, status: OrderStatus) -> Order:
     return order
 
 
-def outbox_topics(session: Session) -> list[str]:
-    outbox = Base.metadata.tables["outbox"]
-    return list(session.scalars(select(outbox.c.topic)))
+def placed(database: Database, status: OrderStatus) -> int:
+    with database.unit_of_work() as session:
+        order = order_in(session, status)
+        session.flush()
+        return order.id
 
 
-def test_a_payment_makes_a_pending_order_paid(session: Session):
-    order = order_in(session, OrderStatus.PENDING)
-    events.on_payment_succeeded(session, {"order_id": order.id, "payment_id": 1})
+def handled(database: Database, handler, topic: str, payload: dict) -> Order:
+    """Run ``handler`` as the inbox does; the order as it is afterwards."""
+    event_id = uuid.uuid4().hex
+    handler(payload, Handling(database, outbox.inbox, event_id, topic))
+    with database.unit_of_work(readonly=True) as session:
+        assert list(session.scalars(select(outbox.inbox.c.event_id))) == [event_id]
+        return session.get_one(Order, payload["order_id"])
+
+
+def outbox_topics(database: Database) -> list[str]:
+    with database.unit_of_work(readonly=True) as session:
+        return list(session.scalars(select(outbox.table.c.topic)))
+
+
+def test_a_payment_makes_a_pending_order_paid(database: Database):
+    order_id = placed(database, OrderStatus.PENDING)
+    payload = {"order_id": order_id, "payment_id": 1}
+    order = handled(database, events.on_payment_succeeded, "payment.succeeded", payload)
     assert order.status is OrderStatus.PAID
-    assert outbox_topics(session) == []
+    assert outbox_topics(database) == []
 
 
-def test_a_payment_for_an_order_cancelled_meanwhile_asks_for_a_refund(session: Session):
-    order = order_in(session, OrderStatus.CANCELLED)
-    events.on_payment_succeeded(session, {"order_id": order.id, "payment_id": 1})
+def test_a_payment_for_an_order_cancelled_meanwhile_asks_for_a_refund(database: Database):
+    order_id = placed(database, OrderStatus.CANCELLED)
+    payload = {"order_id": order_id, "payment_id": 1}
+    order = handled(database, events.on_payment_succeeded, "payment.succeeded", payload)
     assert order.status is OrderStatus.CANCELLED
-    assert outbox_topics(session) == ["order.cancelled"]
+    assert outbox_topics(database) == ["order.cancelled"]
 
 
 @pytest.mark.parametrize(
     "status", [OrderStatus.PENDING, OrderStatus.PAID, OrderStatus.CANCELLED, OrderStatus.REFUNDED]
 )
-def test_a_full_refund_ends_the_order_refunded_whatever_came_first(session: Session, status):
-    order = order_in(session, status)
-    events.on_payment_refunded(session, {"order_id": order.id, "payment_id": 1})
+def test_a_full_refund_ends_the_order_refunded_whatever_came_first(database: Database, status):
+    order_id = placed(database, status)
+    payload = {"order_id": order_id, "payment_id": 1}
+    order = handled(database, events.on_payment_refunded, "payment.refunded", payload)
     assert order.status is OrderStatus.REFUNDED
 
 
 def test_cancelling_a_paid_order_publishes_order_cancelled(session: Session):
     paid, pending = order_in(session, OrderStatus.PAID), order_in(session, OrderStatus.PENDING)
     service.cancel_order(session, ALICE, pending.id)
-    assert outbox_topics(session) == []
+    assert list(session.scalars(select(outbox.table.c.topic))) == []
     service.cancel_order(session, ALICE, paid.id)
-    assert outbox_topics(session) == ["order.cancelled"]
+    assert list(session.scalars(select(outbox.table.c.topic))) == ["order.cancelled"]

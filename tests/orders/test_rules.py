@@ -15,10 +15,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from support import service_database
 
-from app.auth import Caller
-from app.database import Database
-from app.errors import Forbidden, NotFound
-from app.money import as_number, to_minor
+from app.kit.auth import Caller
+from app.kit.database import Database
+from app.kit.errors import Forbidden, NotFound
+from app.kit.money import as_number, to_minor
 from order_service import service
 from order_service.models import Base, Order, OrderStatus
 from order_service.schemas import MAX_PRICE_MINOR, NewOrder, OrderQuery

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import update
 from support import Account, Shop, WsgiTransport
 
-from app.database import utcnow
-from app.platform import platform_of
+from app.kit.database import utcnow
+from app.kit.service import parts_of
 from payment_service.idempotency import ABANDONED_AFTER, _fingerprint
 from payment_service.models import IdempotencyRecord
 
@@ -23,7 +23,7 @@ def age_keys(shop: Shop, by: timedelta) -> None:
     if not isinstance(shop.payments.transport, WsgiTransport):
         pytest.skip("ages records in the database: in-process only")
     application = shop.payments.transport.client.application
-    database = platform_of(application.services["payment"]).database
+    database = parts_of(application.services["payment"]).database
     with database.unit_of_work() as session:
         session.execute(update(IdempotencyRecord).values(created_at=utcnow() - by))
 
@@ -65,7 +65,7 @@ def test_a_key_whose_first_use_died_is_taken_over(shop: Shop, alice: Account):
     body = {"order_id": order["id"], "payment_method": "tok_visa"}
     with payment_app.test_request_context(json=body):
         fingerprint = _fingerprint("pay", {})
-    with platform_of(payment_app).database.unit_of_work() as session:  # its process died
+    with parts_of(payment_app).database.unit_of_work() as session:  # its process died
         session.add(IdempotencyRecord(userid=alice.id, key="died", fingerprint=fingerprint))
     running = pay(shop, alice, order["id"], "died")
     assert running.json["data"]["error"] == "request_in_progress"

@@ -10,9 +10,9 @@ from sqlalchemy import update
 from support import PASSWORD, bearer, database_urls, make_settings
 from werkzeug.test import Client
 
-from app.composition import Application, create_application
-from app.database import utcnow
-from app.platform import platform_of
+from app.kit.database import utcnow
+from app.kit.service import parts_of
+from app.runtime.composition import Application, create_application
 from app.settings import ServiceSpec
 from payment_service.models import Payment, PaymentStatus
 from payment_service.service import STRANDED_AFTER
@@ -26,7 +26,7 @@ def test_a_stranded_reservation_is_resumed_under_its_own_payment(application: Ap
     headers = bearer(login.get_json()["data"]["token"])
     order = client.post("/order/", json={"product": "pen", "price": 8}, headers=headers)
     order_id, user_id = order.get_json()["data"]["id"], order.get_json()["data"]["userid"]
-    database = platform_of(application.services["payment"]).database
+    database = parts_of(application.services["payment"]).database
     with database.unit_of_work() as session:  # as a process that died after reserving
         stranded = Payment(
             order_id=order_id,
@@ -69,7 +69,7 @@ def test_a_charge_of_unknown_outcome_is_resumed_never_repeated(tmp_path: Path, b
         make_settings(tmp_path, database_urls(backend, tmp_path), services=services)
     )
     for service in application.services.values():
-        platform_of(service).database.create_schema()
+        parts_of(service).database.create_schema()
     provider = flaky_provider.made[-1]
     try:
         client = Client(application)
@@ -87,7 +87,7 @@ def test_a_charge_of_unknown_outcome_is_resumed_never_repeated(tmp_path: Path, b
         assert (
             blocked.get_json()["data"]["error"] == "order_already_paid"
         )  # not freed: no 2nd charge
-        database = platform_of(application.services["payment"]).database
+        database = parts_of(application.services["payment"]).database
         with database.unit_of_work() as session:
             session.execute(
                 update(Payment).values(updated_at=utcnow() - STRANDED_AFTER - timedelta(seconds=1))

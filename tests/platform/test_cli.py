@@ -11,8 +11,8 @@ from openapi_spec_validator import validate
 from sqlalchemy import create_engine, inspect, select
 from support import SECRET
 
-from app.cli import main
-from app.database import Database
+from app.kit.database import Database
+from app.runtime.cli import main
 from user_service.models import Base, User
 
 
@@ -53,7 +53,7 @@ def test_init_db_creates_every_service_schema_and_is_repeatable(run, tmp_path: P
         assert result.exit_code == 0, result.output
     assert "user: schema ready" in result.output
     engine = create_engine(f"sqlite:///{tmp_path / 'user.db'}")
-    assert {"users", "revoked_tokens"} <= set(inspect(engine).get_table_names())
+    assert {"users", "denied_tokens"} <= set(inspect(engine).get_table_names())
     engine.dispose()
 
 

@@ -15,7 +15,7 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.test import Client
 
 from app import __version__, create_application
-from app.composition import Application
+from app.runtime.composition import Application
 from app.settings import ConfigError, ServiceSpec
 
 

@@ -22,8 +22,9 @@ import psycopg
 import pytest
 from flask import Flask
 from sqlalchemy import String, select, update
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from support import (
+    ONLY_POSTGRES,
     PASSWORD,
     SECRET,
     access_claims,
@@ -40,21 +41,17 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.test import Client
 
 import user_service
-from app.auth import init_jwt, issue_service_token
-from app.composition import Application, create_application
-from app.database import Database, utcnow
-from app.events import MAX_BACKOFF_SECONDS, Relay, Sweeper, add_event_tables, backoff, init_events
-from app.events import publish as publish_event
-from app.platform import Platform, init_service, platform_of
-from app.service_client import Peers, Reply
+from app.kit.auth import init_jwt, issue_service_token
+from app.kit.database import Database, utcnow
+from app.kit.events import Handling, Outbox
+from app.kit.peers import Reply
+from app.kit.service import ServiceParts, init_service, parts_of
+from app.runtime.composition import Application, create_application
+from app.runtime.observability import Metrics
+from app.runtime.relay import MAX_BACKOFF_SECONDS, Relay, Sweeper, backoff
+from app.runtime.service_client import ServiceClient
 from app.settings import ServiceSpec, Settings
 
-ONLY_POSTGRES = pytest.param(
-    "postgresql",
-    marks=pytest.mark.skipif(
-        postgres_url() is None, reason="MICROSHOP_TEST_POSTGRES_URL is not set"
-    ),
-)
 TOPIC = "note.added"
 
 
@@ -62,7 +59,7 @@ class Base(DeclarativeBase):
     """Tables of the test services; each service has them in its own database."""
 
 
-add_event_tables(Base.metadata)
+outbox = Outbox(Base.metadata)
 
 
 class Note(Base):
@@ -82,19 +79,22 @@ class Subscriber:
     calls: list[dict[str, Any]] = field(default_factory=list)
     requests: int = 0
 
-    def on_note(self, session: Session, payload: dict[str, Any]) -> None:
+    def on_note(self, payload: dict[str, Any], handling: Handling) -> None:
         self.calls.append(payload)
         if self.failing:
             raise RuntimeError("the subscriber's handler failed")
-        session.add(Note(text=payload["text"]))
+        with handling() as session:
+            session.add(Note(text=payload["text"]))
 
 
 def service_app(name: str, settings: Settings, subscriber: Subscriber | None) -> Flask:
     app = Flask(__name__)
-    platform = init_service(app, settings, service=name, metadata=Base.metadata)
-    platform.database.create_schema()
+    handlers = {TOPIC: subscriber.on_note} if subscriber else {}
+    parts = init_service(
+        app, settings, name=name, metadata=Base.metadata, outbox=outbox, handlers=handlers
+    )
+    parts.database.create_schema()
     init_jwt(app, settings)
-    init_events(app, platform, {TOPIC: subscriber.on_note} if subscriber else {})
     if subscriber is not None:
 
         @app.before_request
@@ -160,17 +160,27 @@ class Mesh:
         self.apps = {"pub": service_app("pub", self.settings, None)}
         for name, subscriber in self.subscribers.items():
             self.apps[name] = service_app(name, self.settings, subscriber)
-        self.peers = Peers(
+        self.peers = ServiceClient(
             self.settings, {name: app for name, app in self.apps.items() if name not in remote}
         )
+        self.metrics = Metrics()
+        self.relays = {
+            name: Relay(self.platform(name), self.peers, names, self.metrics)
+            for name in self.peers.mounted
+        }
+        self.sweepers: dict[str, Sweeper] = {}
         self.extra: list[Database] = []
         if connect:
             self.connect()
 
     def connect(self) -> None:
-        """As the composition does: every mounted service learns its peers."""
-        for name in self.peers.mounted:
-            self.platform(name).connect(self.peers)
+        """As the composition does: every mounted service's relay delivers after each
+        commit, and its sweeper starts."""
+        for name, relay in self.relays.items():
+            relay.watch()
+            if self.settings.outbox_sweep_seconds > 0:
+                self.sweepers[name] = Sweeper(relay, self.settings.outbox_sweep_seconds)
+                self.sweepers[name].start()
 
     @contextmanager
     def serving(self, name: str) -> Iterator[str]:
@@ -179,16 +189,16 @@ class Mesh:
         with serving(DispatcherMiddleware(root, {f"/{name}": self.apps[name]}), self.ports[name]):
             yield self.settings.service_urls[name]
 
-    def platform(self, name: str) -> Platform:
-        return platform_of(self.apps[name])
+    def platform(self, name: str) -> ServiceParts:
+        return parts_of(self.apps[name])
 
     @property
-    def pub(self) -> Platform:
+    def pub(self) -> ServiceParts:
         return self.platform("pub")
 
     @property
     def relay(self) -> Relay:
-        return self.pub.relay
+        return self.relays["pub"]
 
     @property
     def subscriber(self) -> Subscriber:
@@ -198,17 +208,17 @@ class Mesh:
         """A change and its event in one unit of work, as a service's request does."""
         with self.pub.database.unit_of_work() as session:
             session.add(Note(text=text))
-            return publish_event(session, topic, {"text": text})
+            return outbox.publish(session, topic, {"text": text})
 
     def publish_unsent(self, count: int) -> list[str]:
-        """Committed events whose delivery never started, as after a crash right after commit."""
-        database = self.pub.database
-        after_commit, database.after_commit = database.after_commit, None
+        """Committed events whose delivery never started, as after a crash right after
+        commit: written on an engine of their own, which no relay watches."""
+        database = Database.connect(self.settings.database_url("pub"), Base.metadata)
         try:
             with database.unit_of_work() as session:
-                return [publish_event(session, TOPIC, {"text": f"note {n}"}) for n in range(count)]
+                return [outbox.publish(session, TOPIC, {"text": f"note {n}"}) for n in range(count)]
         finally:
-            database.after_commit = after_commit
+            database.dispose()
 
     def outbox(self) -> list[dict[str, Any]]:
         return rows(self.pub.database, "outbox")
@@ -228,11 +238,14 @@ class Mesh:
         """Another relay on its own engine, as in another process of the same service."""
         database = Database.connect(self.settings.database_url("pub"), Base.metadata)
         self.extra.append(database)
-        return Relay(Platform("pub", self.settings, database, peers=self.peers))
+        parts = ServiceParts("pub", self.settings, database, outbox)
+        return Relay(parts, self.peers, self.relay.subscribers, self.metrics)
 
     def close(self) -> None:
+        for sweeper in self.sweepers.values():
+            sweeper.stop()
         for app in self.apps.values():
-            platform_of(app).close()
+            parts_of(app).database.dispose()
         for database in self.extra:
             database.dispose()
         self.peers.close()
@@ -294,7 +307,7 @@ def test_an_event_published_in_a_rolled_back_unit_of_work_is_never_recorded_or_s
     def change_that_fails() -> None:
         with shop.pub.database.unit_of_work() as session:
             session.add(Note(text="lost"))
-            publish_event(session, TOPIC, {"text": "lost"})
+            outbox.publish(session, TOPIC, {"text": "lost"})
             raise RuntimeError("the change failed")
 
     with pytest.raises(RuntimeError, match="the change failed"):
@@ -313,7 +326,7 @@ def test_a_committed_event_is_delivered_right_after_commit_and_marked_delivered(
     start = utcnow()
     with shop.pub.database.unit_of_work() as session:
         session.add(Note(text="kept"))
-        event_id = publish_event(session, TOPIC, {"text": "kept"})
+        event_id = outbox.publish(session, TOPIC, {"text": "kept"})
         assert shop.subscriber.calls == []  # nothing leaves before the commit
     end = utcnow()
 
@@ -512,14 +525,13 @@ def test_the_sweeper_delivers_an_event_left_pending_by_a_crash_soon_after_start(
     assert shop.outbox()[0]["delivered_at"] is None
 
     shop.connect()  # the process starts again: the sweeper starts with it
-    sweeper = shop.pub.sweeper
-    assert sweeper is not None
+    sweeper = shop.sweepers["pub"]
     waited = wait_for(lambda: shop.outbox()[0]["delivered_at"] is not None, timeout=10)
     assert waited < 5
     assert shop.subscriber.calls == [{"text": "note 0"}]
     assert shop.inbox() == [event_id]
 
-    shop.pub.close()
+    sweeper.stop()
     assert not sweeper._thread.is_alive()
 
 
@@ -537,8 +549,8 @@ def test_the_sweeper_retries_a_failed_delivery_after_its_back_off(mesh):
     assert row["delivered_at"] >= failed["next_attempt_at"]  # not before the back-off ran out
     assert shop.notes() == ["swept"]
     assert shop.inbox() == [event_id]
-    shop.pub.close()
-    assert not shop.pub.sweeper._thread.is_alive()
+    shop.sweepers["pub"].stop()
+    assert not shop.sweepers["pub"]._thread.is_alive()
 
 
 def test_stopping_a_sweeper_ends_its_thread_without_waiting_out_the_interval(mesh):
@@ -623,7 +635,7 @@ def test_a_relay_on_postgresql_skips_events_another_holds_locked(mesh, backend):
     shop = mesh()
     ids = shop.publish_unsent(10)
     outbox = shop.pub.database.metadata.tables["outbox"]
-    other = shop.second_relay().platform.database
+    other = shop.second_relay().service.database
     claimed: list[str] = []
 
     def claim() -> None:
@@ -721,7 +733,7 @@ def assert_accepted(client: Client, path: str, token: str) -> None:
 
 
 def user_outbox(application: Application, topic: str) -> list[dict[str, Any]]:
-    database = platform_of(application.services["user"]).database
+    database = parts_of(application.services["user"]).database
     return [row for row in rows(database, "outbox") if row["topic"] == topic]
 
 
@@ -746,7 +758,7 @@ def test_logout_is_refused_by_the_order_and_payment_services_at_once(application
         assert_accepted(client, path, bystander)
     jti = jwt.decode(token, options={"verify_signature": False})["jti"]
     for name in ("order", "payment"):
-        database = platform_of(application.services[name]).database
+        database = parts_of(application.services[name]).database
         assert [row["jti"] for row in rows_of(database, "denied_tokens")] == [jti]
     [event] = user_outbox(application, "token.revoked")
     assert event["delivered_to"] == "order,payment"
@@ -817,7 +829,7 @@ def test_an_event_is_done_when_every_subscriber_has_it_even_beside_services_with
     application = create_application(settings)
     try:
         for name in ("user", "order", "reviews"):
-            platform_of(application.services[name]).database.create_schema()
+            parts_of(application.services[name]).database.create_schema()
         client = Client(application)
         _username, token = sign_up(client)
         assert client.post("/user/logout", headers=bearer(token)).status_code == 200
@@ -845,8 +857,8 @@ def test_an_event_id_longer_than_the_inbox_keeps_is_refused_with_422(application
 def test_a_service_not_yet_connected_to_its_peers_keeps_its_events(settings: Settings):
     """Standalone (no composition), a service cannot know its subscribers: it waits."""
     app = user_service.create_app(settings)
-    platform = platform_of(app)
-    platform.database.create_schema()
+    parts = parts_of(app)
+    parts.database.create_schema()
     try:
         client = app.test_client()
         body = {"username": "solo", "password": PASSWORD, "email": "solo@example.com"}
@@ -854,12 +866,11 @@ def test_a_service_not_yet_connected_to_its_peers_keeps_its_events(settings: Set
         login = client.post("/login", json={"username": "solo", "password": PASSWORD})
         token = login.get_json()["data"]["token"]
         assert client.post("/logout", headers=bearer(token)).status_code == 200
-        assert platform.relay.deliver() == 0
-        [event] = rows(platform.database, "outbox")
+        [event] = rows(parts.database, "outbox")
         assert (event["topic"], event["delivered_at"], event["delivered_to"]) == (
             "token.revoked",
             None,
             "",
         )
     finally:
-        platform.database.dispose()
+        parts.database.dispose()

@@ -35,8 +35,8 @@ from support import (
 )
 from werkzeug.test import Client, TestResponse
 
-from app.composition import Application
-from app.pagination import encode_cursor
+from app.kit.pagination import encode_cursor
+from app.runtime.composition import Application
 
 SLUG = re.compile(r"^[a-z][a-z_]*[a-z]$")
 SANE_REQUEST_ID = re.compile(r"^[\x20-\x7e]{1,128}$")

@@ -22,10 +22,11 @@ from support import (
 )
 from werkzeug.test import Client
 
-from app.cli import main
-from app.composition import create_application
-from app.database import Database
-from app.migrations import (
+from app.kit.database import Database
+from app.kit.service import parts_of
+from app.runtime.cli import main
+from app.runtime.composition import create_application
+from app.runtime.migrations import (
     current,
     differences,
     downgrade,
@@ -34,7 +35,9 @@ from app.migrations import (
     upgrade,
     version_table,
 )
-from app.platform import platform_of
+
+HEADS = {"user": "0002", "order": "0002", "payment": "0001"}
+"""The revision each service's history ends at."""
 
 
 def metadata_of(service: str) -> MetaData:
@@ -91,7 +94,7 @@ def test_migrate_builds_every_schema_from_empty_and_is_repeatable(run, urls, tmp
     first = run("migrate")
     assert first.exit_code == 0, first.output
     assert first.output.splitlines() == [
-        f"{name}: schema ready (revision 0001)" for name in SERVICES
+        f"{name}: schema ready (revision {HEADS[name]})" for name in SERVICES
     ]
     for name, url in urls.items():
         assert set(metadata_of(name).tables) | {version_table(name)} == tables_in(url)
@@ -111,7 +114,7 @@ def test_migrate_builds_every_schema_from_empty_and_is_repeatable(run, urls, tmp
 def test_migrate_one_service_leaves_the_others_alone(run, urls):
     result = run("migrate", "--service", "order")
     assert result.exit_code == 0, result.output
-    assert result.output == "order: schema ready (revision 0001)\n"
+    assert result.output == f"order: schema ready (revision {HEADS['order']})\n"
     assert "orders" in tables_in(urls["order"])
     assert tables_in(urls["user"]) == set()
     assert tables_in(urls["payment"]) == set()
@@ -128,7 +131,7 @@ def test_migrate_refuses_a_service_that_is_not_mounted(run, urls):
 def test_init_db_is_migrate(run, urls):
     result = run("init-db")
     assert result.exit_code == 0, result.output
-    assert "user: schema ready (revision 0001)" in result.output
+    assert f"user: schema ready (revision {HEADS['user']})" in result.output
     assert version_table("user") in tables_in(urls["user"])
 
 
@@ -136,7 +139,7 @@ def test_a_service_without_migrations_gets_its_tables_created(run):
     result = run("migrate", MICROSHOP_SERVICES="user,reviews=acme_reviews:create_app")
     assert result.exit_code == 0, result.output
     assert result.output.splitlines() == [
-        "user: schema ready (revision 0001)",
+        f"user: schema ready (revision {HEADS['user']})",
         "reviews: schema ready (no migrations; missing tables created)",
     ]
 
@@ -209,13 +212,19 @@ def test_the_history_goes_down_to_empty_and_up_again(service_database, service: 
 
 
 def test_a_database_made_before_migrations_is_adopted(run, urls, service_database):
-    """Tables made by ``create_schema`` (the old ``init-db``) with no version table: the
-    database is stamped at the first revision, then upgraded, instead of failing."""
-    service_database("user").create_schema()
+    """Tables made by ``create_schema`` (the old ``init-db``, whose tables are the first
+    revision's) with no version table: the database is stamped at the first revision,
+    then upgraded, instead of failing."""
+    old = service_database("user")
+    upgrade(old, "user", "user_service", "0001")
+    with old.engine.begin() as connection:  # as if made before migrations existed
+        connection.exec_driver_sql(f"DROP TABLE {version_table('user')}")
     result = run("migrate", "--service", "user")
     assert result.exit_code == 0, result.output
-    assert result.output == "user: schema ready (revision 0001; existing tables adopted)\n"
-    assert current(service_database("user"), "user") == ("0001",)
+    assert result.output == (
+        f"user: schema ready (revision {HEADS['user']}; existing tables adopted)\n"
+    )
+    assert current(service_database("user"), "user") == (HEADS["user"],)
     assert differences(service_database("user"), "user") == []
 
 
@@ -235,7 +244,7 @@ def test_development_start_up_migrates_to_head(run, urls, tmp_path: Path):
     try:
         assert Client(application).get("/readyz").status_code == 200
         for name in SERVICES:
-            database = platform_of(application.services[name]).database
+            database = parts_of(application.services[name]).database
             assert current(database, name) == heads(name, f"{name}_service")
             assert differences(database, name) == []
     finally:

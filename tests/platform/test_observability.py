@@ -27,9 +27,9 @@ from support import (
 )
 from werkzeug.test import Client
 
-from app.composition import Application, create_application
-from app.observability import UNMATCHED, JsonFormatter, configure_logging
-from app.platform import platform_of
+from app.kit.service import parts_of
+from app.runtime.composition import Application, create_application
+from app.runtime.observability import UNMATCHED, JsonFormatter, configure_logging
 from app.settings import ServiceSpec
 
 REQUESTS = "microshop_http_requests"
@@ -146,7 +146,7 @@ def lonely_user_service(tmp_path: Path) -> Iterator[Application]:
         outbox_sweep_seconds=0,  # no sweeper: only the delivery right after the commit
     )
     application = create_application(settings)
-    platform_of(application.services["user"]).database.create_schema()
+    parts_of(application.services["user"]).database.create_schema()
     yield application
     application.dispose()
 
@@ -168,7 +168,7 @@ def test_an_unreachable_database_does_not_break_the_scrape(tmp_path: Path):
     application = create_application(make_settings(tmp_path, urls))
     try:
         for name in ("user", "payment"):
-            platform_of(application.services[name]).database.create_schema()
+            parts_of(application.services[name]).database.create_schema()
         families = scrape(Client(application))
         backlog = families[BACKLOG]
         assert value(backlog, BACKLOG, service="user") == 0

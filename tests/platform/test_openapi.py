@@ -12,9 +12,11 @@ from support import SERVICES, documents
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.test import Client
 
-from app.composition import Application
-from app.openapi import SLUGS, UndocumentedRoute, build_document, operation
-from app.platform import init_service
+from app.kit.errors import Conflict
+from app.kit.openapi import PLATFORM_SLUGS, operation
+from app.kit.service import init_service
+from app.runtime.composition import Application
+from app.runtime.documents import UndocumentedRoute, build_document
 from app.settings import Settings
 
 
@@ -78,13 +80,16 @@ def test_errors_carry_the_envelope_and_the_slugs_of_api_md(application: Applicat
         "order_already_paid",
         "request_in_progress",
     }
-    assert set(SLUGS[401]) == {
+    password = documents(application)["user"]["paths"]["/password"]["post"]
+    unauthorized = password["responses"]["401"]["content"]["application/json"]["schema"]
+    assert set(unauthorized["properties"]["data"]["properties"]["error"]["enum"]) == {
         "missing_token",
         "invalid_token",
         "token_expired",
         "token_revoked",
         "invalid_credentials",
     }
+    assert "invalid_credentials" not in PLATFORM_SLUGS[401]  # the user service's own
     assert pay["security"] == [{"bearer": []}]
     assert any(p["name"] == "Idempotency-Key" and p["in"] == "header" for p in pay["parameters"])
     register = documents(application)["user"]["paths"]["/register"]["post"]
@@ -156,7 +161,7 @@ def test_an_undocumented_route_is_refused(tmp_path, settings: Settings):
         pass
 
     app = Flask("undocumented")
-    init_service(app, settings, service="extra", metadata=Base.metadata)
+    init_service(app, settings, name="extra", metadata=Base.metadata)
 
     @app.get("/secret")
     def secret() -> str:
@@ -172,7 +177,7 @@ def test_a_link_to_no_route_is_refused(settings: Settings):
         pass
 
     app = Flask("dangling")
-    init_service(app, settings, service="extra", metadata=Base.metadata)
+    init_service(app, settings, name="extra", metadata=Base.metadata)
 
     @app.post("/things")
     @operation(responses={201: None}, auth=False, creates="thing_id")
@@ -181,4 +186,41 @@ def test_a_link_to_no_route_is_refused(settings: Settings):
 
     with pytest.raises(ValueError, match="thing_id"):
         build_document(app, service="extra", server="/extra", version="0")
+    app.extensions["microshop"].database.dispose()
+
+
+def test_a_teams_own_errors_are_documented_with_their_slugs(settings: Settings):
+    """A service of a team's own names its own slugs, and statuses the platform never
+    answers: the document says them, and building it does not fail."""
+
+    class ReviewLocked(Conflict):
+        slug, message = "review_locked", "the review is locked"
+
+    class Base(DeclarativeBase):
+        pass
+
+    app = Flask("reviews")
+    init_service(app, settings, name="reviews", metadata=Base.metadata)
+
+    @app.post("/reviews/<id:review_id>/lock")
+    @operation(responses={200: None}, errors=(404, ReviewLocked, 418))
+    def lock(review_id: int) -> str:
+        """Lock a review."""
+        return "locked"
+
+    document = build_document(app, service="reviews", server="/reviews", version="0")
+    responses = document["paths"]["/reviews/{review_id}/lock"]["post"]["responses"]
+    error = "content", "application/json", "schema", "properties", "data", "properties", "error"
+
+    def slug_schema(status: str) -> dict:
+        schema = responses[status]
+        for key in error:
+            schema = schema[key]
+        return schema
+
+    assert slug_schema("409") == {"enum": ["review_locked"]}
+    assert slug_schema("404") == {"enum": ["not_found"]}
+    assert slug_schema("418") == {"type": "string"}
+    assert responses["418"]["description"] == "i'm a teapot"
+    validate(document)
     app.extensions["microshop"].database.dispose()

@@ -31,11 +31,13 @@ from support import (
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 import order_service
-from app.auth import SERVICE_AUDIENCE, init_jwt, service_required
-from app.errors import ServiceUnavailable
-from app.platform import init_web, platform_of
-from app.responses import ok
-from app.service_client import TIMEOUT, Peers, Reply
+from app.kit.auth import SERVICE_AUDIENCE, init_jwt, service_required
+from app.kit.errors import ServiceUnavailable
+from app.kit.peers import Reply
+from app.kit.responses import ok
+from app.kit.service import parts_of
+from app.kit.web import init_web
+from app.runtime.service_client import TIMEOUT, ServiceClient
 from app.settings import Settings
 
 
@@ -111,11 +113,11 @@ class Scripted:
 
 @pytest.fixture
 def make_peers(tmp_path: Path) -> Iterator[Any]:
-    made: list[Peers] = []
+    made: list[ServiceClient] = []
 
-    def make(mounted: dict[str, Any] | None = None, **service_urls: str) -> Peers:
+    def make(mounted: dict[str, Any] | None = None, **service_urls: str) -> ServiceClient:
         settings = make_settings(tmp_path, {}, service_urls=service_urls)
-        made.append(Peers(settings, mounted or {}))
+        made.append(ServiceClient(settings, mounted or {}))
         return made[-1]
 
     yield make
@@ -183,9 +185,9 @@ def test_a_mounted_service_refuses_a_call_without_a_service_token(tmp_path: Path
 
 def test_the_mounted_order_service_answers_its_internal_route_in_process(settings: Settings):
     app = order_service.create_app(settings)
-    database = platform_of(app).database
+    database = parts_of(app).database
     database.create_schema()
-    peers = Peers(settings, {"order": app})
+    peers = ServiceClient(settings, {"order": app})
     try:
         placed = app.test_client().post(
             "/",

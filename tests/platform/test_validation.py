@@ -9,8 +9,8 @@ import pytest
 from flask import Flask
 from pydantic import ValidationError as PydanticValidationError
 
-from app.errors import InvalidJson, ValidationFailed
-from app.validation import RequestModel, parse, read_json_object, text, whole_number
+from app.kit.errors import InvalidJson, ValidationFailed
+from app.kit.validation import RequestModel, parse, read_json_object, text, whole_number
 
 
 class Product(RequestModel):

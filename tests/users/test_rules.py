@@ -18,11 +18,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from support import PASSWORD, service_database
 
-from app.auth import Caller
-from app.database import Database
-from app.errors import Conflict, Forbidden, InvalidCredentials, NotFound
+from app.kit.auth import Caller
+from app.kit.database import Database
+from app.kit.errors import Conflict, Forbidden, NotFound
 from user_service import passwords, service
-from user_service.models import Base, RevokedToken, User
+from user_service.errors import InvalidCredentials
+from user_service.models import Base, User, deny_list
 from user_service.schemas import RESERVED_DOMAINS, Credentials, PasswordChange, Registration
 
 
@@ -176,7 +177,7 @@ def test_revocation_forgets_tokens_once_they_would_have_expired(session: Session
     expired = claims_of(user, exp=int((datetime.now(UTC) - timedelta(hours=1)).timestamp()))
     service.revoke_tokens(session, [expired])
     service.revoke_tokens(session, [claims_of(user)])
-    assert session.scalar(select(func.count()).select_from(RevokedToken)) == 1
+    assert session.scalar(select(func.count()).select_from(deny_list.denied)) == 1
 
 
 def test_tokens_of_a_user_that_is_gone_are_revoked(session: Session):

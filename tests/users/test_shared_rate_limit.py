@@ -9,7 +9,7 @@ import pytest
 from support import PASSWORD, database_urls, make_settings, unique
 
 import user_service
-from app.platform import platform_of
+from app.kit.service import parts_of
 
 REDIS_URL = os.environ.get("MICROSHOP_TEST_REDIS_URL")
 
@@ -21,7 +21,7 @@ def test_two_processes_share_one_login_limit(tmp_path: Path):
     assert REDIS_URL, "CI must set MICROSHOP_TEST_REDIS_URL"
     settings = make_settings(tmp_path, database_urls("sqlite", tmp_path), redis_url=REDIS_URL)
     first, second = user_service.create_app(settings), user_service.create_app(settings)
-    platform_of(first).database.create_schema()
+    parts_of(first).database.create_schema()
     try:
         name = unique()
         body = {"username": name, "password": PASSWORD, "email": f"{name}@example.com"}
@@ -34,5 +34,5 @@ def test_two_processes_share_one_login_limit(tmp_path: Path):
             assert reply.status_code == 429
             assert reply.get_json()["data"]["error"] == "rate_limited"
     finally:
-        platform_of(first).database.dispose()
-        platform_of(second).database.dispose()
+        parts_of(first).database.dispose()
+        parts_of(second).database.dispose()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from flask import Flask, Response, render_template_string, request, send_from_directory, url_for
 
-from app.errors import NotFound
+from app.kit.errors import NotFound
 
 ASSET_DIRECTORY = Path(str(files("flask_swagger_ui") / "dist"))
 PAGE_ASSETS = ("swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js")

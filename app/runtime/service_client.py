@@ -1,6 +1,8 @@
 """Calls between services, the same whether the other one is in this process or not.
 
-    reply = current_platform().peers.call("order", "GET", f"/internal/orders/{order_id}")
+    peers = ServiceClient(settings)         # made before the services, handed to them
+    peers.mount("order", order_app)         # as the composition builds each one
+    reply = peers.call("order", "GET", f"/internal/orders/{order_id}", caller="payment")
     reply.status, reply.data                # 200, {"id": 7, "userid": 3, ...}
 
 A mounted service is called through its WSGI callable: no socket, no thread hop. One
@@ -16,16 +18,16 @@ import json
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import httpx
 from flask import g, has_app_context
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
-from app.auth import issue_service_token
-from app.errors import ServiceUnavailable
-from app.request_id import HEADER as REQUEST_ID_HEADER
+from app.kit.auth import issue_service_token
+from app.kit.errors import ServiceUnavailable
+from app.kit.peers import Reply
+from app.kit.request_id import HEADER as REQUEST_ID_HEADER
 from app.settings import Settings
 
 if TYPE_CHECKING:
@@ -37,23 +39,28 @@ RETRY_DELAYS = (0.1, 0.4)  # two more tries for a safe request, then give up
 RETRY_STATUSES = frozenset({502, 503, 504})
 
 
-@dataclass(frozen=True)
-class Reply:
-    status: int
-    data: dict[str, Any]
+class ServiceClient:
+    """The other services, as this process reaches them (``app.kit.peers.Peers``): the
+    ones mounted here through their WSGI callables, the others at their URLs."""
 
-
-class Peers:
-    """The other services, as this process reaches them: mounted apps, then URLs."""
-
-    def __init__(self, settings: Settings, mounted: Mapping[str, WSGIApplication]):
+    def __init__(self, settings: Settings, mounted: Mapping[str, WSGIApplication] | None = None):
         self.settings = settings
-        self.mounted = dict(mounted)
-        self.urls = {
-            name: url for name, url in settings.service_urls.items() if name not in mounted
-        }
+        self.mounted = dict(mounted or {})
         self._clients: dict[str, httpx.Client] = {}
         self._lock = threading.Lock()
+
+    def mount(self, name: str, app: WSGIApplication) -> None:
+        """``name`` is served in this process by ``app``: call it there, not by URL."""
+        self.mounted[name] = app
+
+    @property
+    def urls(self) -> dict[str, str]:
+        """The services reached over HTTP: every configured URL not mounted here."""
+        return {
+            name: url
+            for name, url in self.settings.service_urls.items()
+            if name not in self.mounted
+        }
 
     def call(
         self, service: str, method: str, path: str, *, caller: str, json_body: Any = None

@@ -1,9 +1,8 @@
 """Metrics and structured logs: what an operator sees of every request.
 
-    init_observability(app)                 # init_web does it: timing, one JSON log line
-                                            # per request on the "microshop.access" logger
     metrics = Metrics()                     # one registry per composed application
-    metrics.instrument(order_app, "order")  # its requests counted, its outbox watched
+    metrics.instrument(order_app, "order")  # counted, timed, one JSON line per request
+    metrics.watch_outbox("order", database, outbox)     # microshop_outbox_backlog
     body, content_type = metrics.exposition()   # GET /metrics
 
 Requests are counted and timed by service, route template (``/order/<id:order_id>``,
@@ -11,7 +10,7 @@ never the raw path; ``unmatched`` for a path no route matches), method and statu
 the number of series stays bounded whatever clients send. Each ``Metrics`` has its own
 registry, so any number of applications live in one process.
 
-Logs go through stdlib logging. ``configure_logging`` (run by ``init_web``) gives the
+Logs go through stdlib logging. ``configure_logging`` (run by ``instrument``) gives the
 process one JSON formatter on a stderr handler, unless the host has configured logging
 already, in which case microshop's records go to the host's handlers. A request's line
 holds its method, route, status, duration, request id and, once a token was verified, the
@@ -45,9 +44,11 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
+from app.kit.service import parts_of
+
 if TYPE_CHECKING:
-    from app.database import Database
-    from app.platform import Platform
+    from app.kit.database import Database
+    from app.kit.events import Outbox
 
 ACCESS_LOG = logging.getLogger("microshop.access")
 log = logging.getLogger("microshop.observability")
@@ -57,8 +58,6 @@ UNMATCHED = "unmatched"
 """The route label of a request no route matched: 404 scans add one series, not many."""
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 OTHER_METHOD = "OTHER"
-OBSERVED = "microshop.observed"
-"""Marks, in ``app.extensions``, an app whose requests are timed and logged."""
 METRICS = "microshop.metrics"
 """In ``app.extensions``: the ``Metrics`` and service name that ``instrument`` gave it."""
 LOG_FIELDS = ("service", "method", "route", "status", "duration_ms", "request_id", "user_id")
@@ -115,15 +114,12 @@ def configure_logging() -> None:
             root.addHandler(handler)
 
 
-def init_observability(app: Flask) -> None:
-    """Time every request of ``app``, log it as one line, and count it once instrumented.
+def _observe_requests(app: Flask) -> None:
+    """Time every request of ``app``, log it as one line and count it.
 
-    The hooks are added before the platform's others, so the timing covers them and the
-    line sees the final status (after-request hooks run in reverse order)."""
-    if app.extensions.get(OBSERVED):
-        return
+    The after-request hook is added after the platform's own (which leave the status as
+    it is), so it runs before them (they run in reverse order) and sees the final status."""
     configure_logging()
-    app.extensions[OBSERVED] = True
     app.before_request(_started)
     app.after_request(_finished)
     app.teardown_request(_torn_down)
@@ -150,18 +146,13 @@ class _Instrumented:
     service: str
 
 
-def _platform_of(app: object) -> Platform | None:
-    from app.platform import platform_of  # app.platform imports this module
-
-    return platform_of(app)
-
-
 def _service_of(app: Flask) -> str:
+    """The service label of ``app``: as instrumented, else its own name, else the root's."""
     instrumented: _Instrumented | None = app.extensions.get(METRICS)
     if instrumented is not None:
         return instrumented.service
-    platform = _platform_of(app)
-    return platform.service if platform is not None else ROOT_SERVICE
+    service = parts_of(app)
+    return service.name if service is not None else ROOT_SERVICE
 
 
 def _route(service: str) -> str:
@@ -191,13 +182,11 @@ def _observe(status: int) -> None:
     g.setdefault(_DONE, True)
     started = g.get(_STARTED)
     seconds = time.perf_counter() - started if started is not None else 0.0
-    app: Flask = current_app
-    service = _service_of(app)
+    instrumented: _Instrumented = current_app.extensions[METRICS]
+    service = instrumented.service
     route = _route(service)
     method = request.method if request.method in METHODS else OTHER_METHOD
-    instrumented: _Instrumented | None = app.extensions.get(METRICS)
-    if instrumented is not None:
-        instrumented.metrics.observe(service, route, method, status, seconds)
+    instrumented.metrics.observe(service, route, method, status, seconds)
     fields: dict[str, Any] = {
         "service": service,
         "method": method,
@@ -235,25 +224,24 @@ class Metrics:
             ("service", "subscriber"),
             registry=self.registry,
         )
-        self.outboxes: dict[str, Database] = {}
+        self.outboxes: dict[str, tuple[Database, Outbox]] = {}
         self.registry.register(OutboxBacklog(self.outboxes))
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         GCCollector(registry=self.registry)
 
     def instrument(self, app: object, service: str) -> None:
-        """Count ``app``'s requests as ``service``'s; watch its outbox and event deliveries.
+        """Count and log ``app``'s requests as ``service``'s.
 
         A WSGI app that is not a Flask app is mounted as it is, uncounted."""
-        if not isinstance(app, Flask):
+        if not isinstance(app, Flask) or METRICS in app.extensions:
             return
-        init_observability(app)  # a no-op for an app built on the platform
         app.extensions[METRICS] = _Instrumented(self, service)
-        platform = _platform_of(app)
-        if platform is not None:
-            platform.metrics = self
-            if "outbox" in platform.database.metadata.tables:
-                self.outboxes[service] = platform.database
+        _observe_requests(app)
+
+    def watch_outbox(self, service: str, database: Database, outbox: Outbox) -> None:
+        """Report ``service``'s undelivered events as ``microshop_outbox_backlog``."""
+        self.outboxes[service] = (database, outbox)
 
     def observe(self, service: str, route: str, method: str, status: int, seconds: float) -> None:
         labels = (service, route, method, str(status))
@@ -278,7 +266,7 @@ class OutboxBacklog(Collector):
     NAME = "microshop_outbox_backlog"
     HELP = "Events in a service's outbox not yet delivered to every subscriber."
 
-    def __init__(self, outboxes: dict[str, Database]):
+    def __init__(self, outboxes: dict[str, tuple[Database, Outbox]]):
         self.outboxes = outboxes
 
     def describe(self) -> Iterator[Metric]:
@@ -286,9 +274,9 @@ class OutboxBacklog(Collector):
 
     def collect(self) -> Iterator[Metric]:
         family = GaugeMetricFamily(self.NAME, self.HELP, labels=["service"])
-        for service, database in sorted(self.outboxes.items()):
-            outbox = database.metadata.tables["outbox"]
-            query = select(func.count()).select_from(outbox).where(outbox.c.delivered_at.is_(None))
+        for service, (database, outbox) in sorted(self.outboxes.items()):
+            table = outbox.table
+            query = select(func.count()).select_from(table).where(table.c.delivered_at.is_(None))
             try:
                 with database.engine.connect() as connection:
                     backlog = connection.scalar(query) or 0

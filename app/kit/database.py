@@ -4,8 +4,14 @@
     with database.unit_of_work() as session:    # commits at the end, rolls back on error
         session.add(user)
 
-SQLite gets WAL, foreign keys, a busy timeout and ``BEGIN IMMEDIATE`` (SQLAlchemy's
-pysqlite serializable recipe: concurrent writers queue instead of failing or racing).
+    with database.unit_of_work(readonly=True) as session:    # a read: never waits for one
+        session.get(User, 7)
+
+A unit of work that writes begins with ``BEGIN IMMEDIATE`` on SQLite (SQLAlchemy's
+pysqlite serializable recipe: concurrent writers queue instead of failing or racing); a
+read-only one with ``BEGIN DEFERRED``, so readers never queue behind each other or a
+writer (WAL), and on PostgreSQL as ``READ ONLY``. SQLite also gets WAL, foreign keys and
+a busy timeout.
 ``postgresql://`` URLs use psycopg 3. Errors never quote query parameters (they may hold
 what a client sent), so a logged traceback carries no secrets.
 """
@@ -14,7 +20,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,6 +28,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+READ_ONLY = "microshop_read_only"
+"""The execution option that marks a read-only unit of work's connection."""
 MAX_ID = 2**31 - 1
 """The largest row id: an INTEGER on every database microshop runs on."""
 NAMING_CONVENTION = {
@@ -78,16 +85,28 @@ def _configure_sqlite(engine: Engine, synchronous: str) -> None:
 
     @event.listens_for(engine, "begin")
     def on_begin(connection):  # type: ignore[no-untyped-def]
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        readonly = connection.get_execution_options().get(READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN DEFERRED" if readonly else "BEGIN IMMEDIATE")
 
 
-@dataclass
+def _configure_postgresql(engine: Engine) -> None:
+    @event.listens_for(engine, "begin")
+    def on_begin(connection):  # type: ignore[no-untyped-def]
+        if connection.get_execution_options().get(READ_ONLY, False):
+            connection.exec_driver_sql("SET TRANSACTION READ ONLY")
+
+
 class Database:
-    engine: Engine
-    metadata: MetaData
-    sessions: sessionmaker[Session]
-    after_commit: Callable[[list[str]], None] | None = None
-    """Called with the ids of the events a unit of work published, once it has committed."""
+    """A service's engine, and its units of work."""
+
+    def __init__(self, engine: Engine, metadata: MetaData):
+        self.engine = engine
+        self.metadata = metadata
+        self._writes = sessionmaker(engine, expire_on_commit=False)
+        self._reads = sessionmaker(
+            engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
+        )
+        self._on_commit: list[Callable[[Session], None]] = []
 
     @classmethod
     def connect(cls, url: str, metadata: MetaData, *, synchronous: str = "NORMAL") -> Database:
@@ -110,17 +129,26 @@ class Database:
             engine = create_engine(
                 url, pool_pre_ping=True, connect_args=connect_args, hide_parameters=True
             )
-        return cls(engine, metadata, sessionmaker(engine, expire_on_commit=False))
+            if parsed.get_backend_name() == "postgresql":
+                _configure_postgresql(engine)
+        return cls(engine, metadata)
+
+    def on_commit(self, listener: Callable[[Session], None]) -> None:
+        """Call ``listener`` with the session of every unit of work that wrote and committed,
+        once its connection is released (the event relay starts delivery there)."""
+        self._on_commit.append(listener)
 
     @contextmanager
-    def unit_of_work(self) -> Iterator[Session]:
-        """One transaction: committed when the block ends, rolled back if it raises."""
-        with self.sessions(info={"metadata": self.metadata}) as session:
-            with session.begin():
-                yield session
-            published = session.info.get("published")
-        if published and self.after_commit is not None:
-            self.after_commit(published)
+    def unit_of_work(self, *, readonly: bool = False) -> Iterator[Session]:
+        """One transaction: committed when the block ends, rolled back if it raises.
+
+        ``readonly`` for a read (a GET, a token check): on SQLite it takes no lock, so it
+        never waits for another reader or for a writer."""
+        with (self._reads if readonly else self._writes)() as session, session.begin():
+            yield session
+        if not readonly:
+            for listener in self._on_commit:
+                listener(session)
 
     def create_schema(self) -> None:
         self.metadata.create_all(self.engine)

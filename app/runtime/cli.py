@@ -5,7 +5,7 @@
     microshop init-db                       # the same as migrate (its older name)
     microshop create-admin alice --email alice@example.com   # a user service command
 
-A service offers a command by adding it to its Flask app's ``app.cli``; it runs inside
+A service offers a command by adding it to its Flask app's ``app.runtime.cli``; it runs inside
 that app's context, so the platform needs no knowledge of any service.
 """
 
@@ -13,18 +13,19 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import click
-from flask import Flask
 from sqlalchemy.exc import SQLAlchemyError
 
-from app import __version__, serving
-from app.composition import Application, create_application
-from app.migrations import MigrationError, prepare_schema
-from app.openapi import build_document
-from app.platform import platform_of
-from app.settings import ConfigError, Settings
+from app import __version__
+from app.kit.service import parts_of
+from app.runtime import serving
+from app.runtime.composition import Application, create_application, load_factory
+from app.runtime.documents import build_document
+from app.runtime.migrations import MigrationError, prepare_schema
+from app.settings import ConfigError, Settings, services_from_env
 
 
 def _application(ctx: click.Context, *, deliver_events: bool = False) -> Application:
@@ -42,20 +43,42 @@ def _application(ctx: click.Context, *, deliver_events: bool = False) -> Applica
     return root.meta["application"]
 
 
-def _service_commands(ctx: click.Context) -> dict[str, tuple[Flask, click.Command]]:
-    return {
-        name: (app, command)
-        for app in _application(ctx).services.values()
-        if isinstance(app, Flask)
-        for name, command in app.cli.commands.items()
-    }
+class ServiceCommand(click.Command):
+    """A command a service offers: run inside that service's app context, in the composed
+    application, which is built only when the command runs (never for ``--help``)."""
+
+    def __init__(self, service: str, command: click.Command):
+        super().__init__(
+            command.name,
+            callback=command.callback,
+            params=command.params,
+            help=command.help,
+            short_help=command.short_help,
+        )
+        self.service = service
+
+    def invoke(self, ctx: click.Context) -> object:
+        app = _application(ctx).services[self.service]
+        with app.app_context():  # type: ignore[attr-defined]
+            return super().invoke(ctx)
+
+
+def _offered_commands() -> dict[str, ServiceCommand]:
+    """The commands the mounted services offer, read from their modules' ``COMMANDS``:
+    listing them builds nothing, connects to nothing and migrates nothing."""
+    offered: dict[str, ServiceCommand] = {}
+    for spec in services_from_env(os.environ):
+        module = sys.modules[load_factory(spec).__module__]
+        for command in getattr(module, "COMMANDS", ()):
+            offered[command.name or ""] = ServiceCommand(spec.name, command)
+    return offered
 
 
 class MicroshopGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         try:
-            offered = _service_commands(ctx)
-        except click.ClickException:  # help still works when the configuration does not
+            offered = _offered_commands()
+        except ConfigError:  # help still works when the configuration does not
             offered = {}
         return sorted({*super().list_commands(ctx), *offered})
 
@@ -63,12 +86,10 @@ class MicroshopGroup(click.Group):
         command = super().get_command(ctx, cmd_name)
         if command is not None:
             return command
-        found = _service_commands(ctx).get(cmd_name)
-        if found is None:
-            return None
-        app, command = found
-        ctx.with_resource(app.app_context())
-        return command
+        try:
+            return _offered_commands().get(cmd_name)
+        except ConfigError as error:
+            raise click.ClickException(str(error)) from None
 
 
 @click.group(cls=MicroshopGroup)
@@ -103,15 +124,13 @@ def _migrate(ctx: click.Context, only: str | None) -> None:
     for name, app in services.items():
         if only is not None and name != only:
             continue
-        platform = platform_of(app)
-        if platform is None:
+        service = parts_of(app)
+        if service is None:
             if only is not None:
                 raise click.ClickException(f"{name}: not built on the platform, no database")
             continue
         try:
-            done = prepare_schema(
-                platform.database, platform.service, getattr(app, "import_name", "")
-            )
+            done = prepare_schema(service.database, service.name, getattr(app, "import_name", ""))
         except (MigrationError, SQLAlchemyError) as error:
             raise click.ClickException(f"{name}: migration failed: {error}") from None
         click.echo(f"{name}: schema ready ({done})")
@@ -138,7 +157,7 @@ def openapi(ctx: click.Context, out: Path) -> None:
     """Write each mounted service's OpenAPI 3.1 document to a file."""
     out.mkdir(parents=True, exist_ok=True)
     for name, app in _application(ctx).services.items():
-        if platform_of(app) is None:
+        if parts_of(app) is None:
             continue
         document = build_document(app, service=name, server=f"/{name}", version=__version__)
         path = out / f"{name}.openapi.json"

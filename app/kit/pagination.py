@@ -18,8 +18,8 @@ from pydantic import BeforeValidator, Field, WithJsonSchema
 from sqlalchemy import Select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from app.database import MAX_ID
-from app.validation import RequestModel
+from app.kit.database import MAX_ID
+from app.kit.validation import RequestModel
 
 Row = TypeVar("Row")
 _CURSOR = re.compile(r"^c[0-9a-z]{1,7}$")

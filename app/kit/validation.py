@@ -27,7 +27,7 @@ from pydantic import (
 )
 from pydantic import ValidationError as PydanticValidationError
 
-from app.errors import InvalidJson, ValidationFailed
+from app.kit.errors import InvalidJson, ValidationFailed
 
 Model = TypeVar("Model", bound="RequestModel")
 
@@ -88,7 +88,7 @@ def _reject_constant(name: str) -> Any:
 def read_json_object(*, optional: bool = False) -> dict[str, Any]:
     """The body as a JSON object; an empty body counts as ``{}`` when ``optional``.
 
-    Fractions are read as ``Decimal``, never float, so money stays exact (``app.money``).
+    Fractions are read as ``Decimal``, never float, so money stays exact (``app.kit.money``).
     """
     raw = request.get_data(cache=True)
     if not raw.strip() and optional:

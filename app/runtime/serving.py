@@ -31,7 +31,7 @@ from waitress.server import BaseWSGIServer
 from app.settings import ServingLimits, Settings
 
 if TYPE_CHECKING:
-    from app.composition import Application
+    from app.runtime.composition import Application
 
 PROXY_HEADERS = "x-forwarded-for x-forwarded-host x-forwarded-proto x-forwarded-port"
 DRAIN_SECONDS = 25  # within the 30 s most orchestrators wait between SIGTERM and SIGKILL

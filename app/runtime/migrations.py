@@ -6,7 +6,7 @@ its own version table, ``alembic_version_<service>``. Alembic is configured here
 code (there is no ``alembic.ini``), and a service's ``env.py`` is one call::
 
     # order_service/migrations/env.py
-    from app.migrations import run_env
+    from app.runtime.migrations import run_env
     from order_service.models import Base
 
     run_env(Base.metadata)
@@ -45,7 +45,7 @@ from alembic.script import Script, ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import Connection, MetaData, TypeDecorator, inspect, text
 
-from app.database import Database
+from app.kit.database import Database
 
 FOLDER = "migrations"
 
@@ -109,7 +109,7 @@ def current(database: Database, service: str) -> tuple[str, ...]:
 def _migrating(database: Database, service: str) -> Iterator[Connection]:
     """One connection, one transaction, and no other migration of this service at once.
 
-    SQLite: writers queue on ``BEGIN IMMEDIATE`` (see app.database); foreign keys are off
+    SQLite: writers queue on ``BEGIN IMMEDIATE`` (see app.kit.database); foreign keys are off
     while a migration runs, since batch operations copy and drop tables, and are checked
     before commit. PostgreSQL: an advisory lock keeps two processes from migrating one
     database together."""
@@ -224,7 +224,7 @@ def run_env(metadata: MetaData) -> None:
     connection = config.attributes.get("connection")
     if context.is_offline_mode() or connection is None:
         raise MigrationError(
-            "microshop migrations run through `microshop migrate` (app.migrations), "
+            "microshop migrations run through `microshop migrate` (app.runtime.migrations), "
             "online, not through the alembic command"
         )
     options_ = options(connection, config.attributes["service"], metadata)

@@ -1,131 +1,34 @@
 """OpenAPI 3.1 documents built from the code: routes from Flask, shapes from pydantic.
 
-    class OrderItem(Resource):
-        @operation(responses={200: OrderOut}, errors=(403, 404))
-        def get(self, order_id): ...
+    document = build_document(app, service="order", server="/order", version=__version__)
+    add_document_route(order_app, "order")     # GET /order/openapi.json serves it
 
-    class Orders(Resource):
-        @operation(body=NewOrder, responses={201: OrderOut}, creates="order_id")
-        def post(self): ...                 # its 201 links to every route on {order_id}
-
-    document = build_document(app, service="order", server="/order")   # /order/openapi.json
-
-Every route a service registers must carry an ``@operation`` (the builder refuses an
-undocumented one), and request and response schemas come from the same pydantic models
-that validate, so the document cannot drift from the code. Internal routes
-(``/internal/...``) are left out: they are not part of the public API.
+Every route a service registers must carry an ``@operation`` (``app.kit.openapi``; the
+builder refuses an undocumented one), and request and response schemas come from the
+same pydantic models that validate, so the document cannot drift from the code.
+Internal routes (``/internal/...``) are left out: they are not part of the public API.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from http import HTTPStatus
+from typing import Any
 
-from flask import Flask
+from flask import Flask, Response, current_app, request
 from pydantic import BaseModel
 from werkzeug.routing import Rule
 
-from app.database import MAX_ID
+from app import __version__
+from app.kit.database import MAX_ID
+from app.kit.openapi import ATTRIBUTE, Operation
 
-View = TypeVar("View", bound=Callable[..., Any])
-ATTRIBUTE = "__openapi__"
 OPENAPI_VERSION = "3.1.0"
-SLUGS: dict[int, tuple[str, ...]] = {
-    400: ("invalid_json",),
-    401: (
-        "missing_token",
-        "invalid_token",
-        "token_expired",
-        "token_revoked",
-        "invalid_credentials",
-    ),
-    402: ("card_declined",),
-    403: ("forbidden",),
-    404: ("not_found",),
-    405: ("method_not_allowed",),
-    409: (
-        "username_taken",
-        "email_taken",
-        "order_not_payable",
-        "order_already_paid",
-        "refund_exceeds_payment",
-        "payment_not_refundable",
-        "request_in_progress",
-    ),
-    413: ("payload_too_large",),
-    422: ("validation_error", "idempotency_key_mismatch"),
-    429: ("rate_limited",),
-    500: ("internal_error",),
-    502: ("payment_provider_error",),
-    503: ("service_unavailable",),
-}
-"""Every slug of API.md by status; an operation may name fewer."""
 _ARGUMENT = re.compile(r"<(?:(?P<converter>\w+)(?:\([^)]*\))?:)?(?P<name>\w+)>")
 
 
 class UndocumentedRoute(Exception):
     """A route without ``@operation``: the document would lie by omission."""
-
-
-@dataclass(frozen=True)
-class Operation:
-    summary: str
-    responses: Mapping[int, type[BaseModel] | None]
-    errors: Mapping[int, tuple[str, ...]]
-    body: type[BaseModel] | None = None
-    body_required: bool = True
-    query: type[BaseModel] | None = None
-    auth: bool = True
-    idempotency_key: bool = False
-    creates: str | None = None
-    tags: tuple[str, ...] = field(default_factory=tuple)
-
-
-def operation(
-    *,
-    responses: Mapping[int, type[BaseModel] | None],
-    errors: Iterable[int] | Mapping[int, tuple[str, ...]] = (),
-    body: type[BaseModel] | None = None,
-    body_required: bool = True,
-    query: type[BaseModel] | None = None,
-    auth: bool = True,
-    idempotency_key: bool = False,
-    creates: str | None = None,
-) -> Callable[[View], View]:
-    """Document a view: success bodies by status, and the errors it may answer.
-
-    Errors come as statuses (every slug of that status) or ``{status: (slug, ...)}``;
-    the ones every such view can answer are added: 400 and 413 with a body, 401 with
-    ``auth``, 422 with a body or query. ``creates`` names the path parameter that the
-    new resource's ``data.id`` fills: its 201 then links to each operation taking it."""
-
-    def document(view: View) -> View:
-        declared = dict(errors) if isinstance(errors, Mapping) else dict.fromkeys(errors, ())
-        implied = {400: (), 413: ()} if body else {}
-        implied |= {401: ()} if auth else {}
-        implied |= {422: ()} if body or query else {}
-        merged = {status: declared.get(status) or SLUGS[status] for status in implied | declared}
-        summary = (view.__doc__ or view.__name__).strip().splitlines()[0]
-        setattr(
-            view,
-            ATTRIBUTE,
-            Operation(
-                summary,
-                dict(responses),
-                merged,
-                body,
-                body_required,
-                query,
-                auth,
-                idempotency_key,
-                creates,
-            ),
-        )
-        return view
-
-    return document
 
 
 class _Schemas:
@@ -178,8 +81,14 @@ def _envelope(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _error(status: int, slugs: tuple[str, ...]) -> dict[str, Any]:
+    """A status no slug is known for (a team's own) is still documented: any slug."""
+    slug = {"enum": list(slugs)} if slugs else {"type": "string"}
+    try:
+        phrase = HTTPStatus(status).phrase.lower()
+    except ValueError:
+        phrase = f"status {status}"
     return {
-        "description": ", ".join(slugs),
+        "description": ", ".join(slugs) or phrase,
         "content": {
             "application/json": {
                 "schema": {
@@ -192,7 +101,7 @@ def _error(status: int, slugs: tuple[str, ...]) -> dict[str, Any]:
                             "type": "object",
                             "required": ["error"],
                             "properties": {
-                                "error": {"enum": list(slugs)},
+                                "error": slug,
                                 "fields": {
                                     "type": "object",
                                     "additionalProperties": {"type": "string"},
@@ -322,3 +231,17 @@ def build_document(app: Flask, *, service: str, server: str, version: str) -> di
             },
         },
     }
+
+
+def add_document_route(app: Flask, service: str) -> None:
+    """``GET /openapi.json`` on a service's app: its document, built from its routes."""
+
+    @app.get("/openapi.json")
+    def openapi_document() -> Response:
+        """This service's OpenAPI 3.1 document, built from its routes and models."""
+        document = build_document(
+            app, service=service, server=request.script_root, version=__version__
+        )
+        return current_app.response_class(
+            current_app.json.dumps(document), mimetype="application/json"
+        )

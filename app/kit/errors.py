@@ -1,8 +1,12 @@
-"""One error vocabulary for every service, mapped to the JSON envelope in one place.
+"""The platform's error vocabulary, mapped to the JSON envelope in one place.
 
     raise NotFound("order")                 # 404 {"data": {"error": "not_found"}}
-    raise Conflict("username_taken", "username already taken")
     register_error_handlers(app)            # every error path answers the envelope
+
+A service declares its own slugs as subclasses, in its ``errors.py``:
+
+    class UsernameTaken(Conflict):
+        slug, message = "username_taken", "username already taken"
 
 Handlers cover domain errors, werkzeug's HTTP errors (404, 405, 413, 429 …) and any
 other exception (500, logged with the request id, no internals in the body). They work
@@ -17,7 +21,7 @@ from typing import Any
 from flask import Flask, Response, g
 from werkzeug.exceptions import HTTPException
 
-from app.responses import error_response
+from app.kit.responses import error_response
 
 log = logging.getLogger("microshop.errors")
 
@@ -47,10 +51,6 @@ class Unauthorized(ApiError):
         self.slug = slug
 
 
-class InvalidCredentials(ApiError):
-    status, slug, message = 401, "invalid_credentials", "invalid username or password"
-
-
 class Forbidden(ApiError):
     status, slug, message = 403, "forbidden", "not allowed"
 
@@ -63,11 +63,9 @@ class NotFound(ApiError):
 
 
 class Conflict(ApiError):
-    status = 409
+    """The resource's state refuses the request; a service names each case (a subclass)."""
 
-    def __init__(self, slug: str, message: str):
-        super().__init__(message)
-        self.slug = slug
+    status, slug, message = 409, "conflict", "conflict with the current state"
 
 
 class ValidationFailed(ApiError):
@@ -120,7 +118,7 @@ def _http_error(error: HTTPException) -> Response:
 
 def _unexpected_error(error: Exception) -> Response:
     request_id = g.get("request_id", "-")
-    log.error(  # a JSON line with the traceback (app.observability); the client sees none of it
+    log.error(  # a JSON line with its traceback (observability); the client sees none of it
         "unhandled error (request id %s)",
         request_id,
         exc_info=error,

@@ -1,0 +1,110 @@
+"""A service's parts, built once by its ``create_app`` and kept on its Flask app.
+
+    app = Flask(__name__)
+    service = init_service(app, settings, name="order", metadata=Base.metadata,
+                           outbox=outbox, handlers=events.handlers())
+    init_jwt(app, settings, service.database, is_revoked=deny_list.is_revoked)
+
+    with unit_of_work() as session:               # in a request: this service's database
+        ...
+    with unit_of_work(readonly=True) as session:  # a read, which never waits for another
+        ...
+
+``init_service`` gives the app the web basics (``app.kit.web``), its own database,
+``/healthz``, ``/readyz`` and, with an outbox, its inbox (``POST /internal/events``). The parts
+are complete when ``init_service`` returns; the runtime only reads them
+(``parts_of(app)``) to migrate the schema, deliver the outbox, document the API and
+report readiness.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from flask import Flask, Response, current_app
+from sqlalchemy import MetaData
+from sqlalchemy.orm import Session
+
+from app.kit.database import Database
+from app.kit.errors import ServiceUnavailable
+from app.kit.events import Handler, Outbox, init_inbox
+from app.kit.openapi import operation
+from app.kit.responses import ok
+from app.kit.web import init_web
+from app.settings import Settings
+
+EXTENSION = "microshop"
+
+
+@dataclass(frozen=True)
+class ServiceParts:
+    """A service's parts, in ``app.extensions["microshop"]``."""
+
+    name: str
+    settings: Settings
+    database: Database
+    outbox: Outbox | None = None
+    """Its outbox and inbox: where it publishes events and takes them; None: neither."""
+    handlers: Mapping[str, Handler] = field(default_factory=dict)
+    """What it does on each topic it handles; its inbox acknowledges the others."""
+
+
+def init_service(
+    app: Flask,
+    settings: Settings,
+    *,
+    name: str,
+    metadata: MetaData,
+    outbox: Outbox | None = None,
+    handlers: Mapping[str, Handler] | None = None,
+    synchronous: str = "NORMAL",
+) -> ServiceParts:
+    """Wire a service app: web basics, its database, ``/healthz``, ``/readyz`` and its inbox.
+
+    ``synchronous`` is SQLite's durability for its database (``FULL`` survives a power cut).
+    """
+    init_web(app)
+    database = Database.connect(settings.database_url(name), metadata, synchronous=synchronous)
+    service = ServiceParts(name, settings, database, outbox, dict(handlers or {}))
+    app.extensions[EXTENSION] = service
+    if outbox is not None:  # a peer by URL cannot know what it handles: it takes every event
+        init_inbox(app, database, outbox, service.handlers)
+    elif service.handlers:
+        raise ValueError(f"{name}: a service that handles events needs an Outbox (its inbox)")
+
+    @app.get("/healthz")
+    @operation(responses={200: None}, auth=False)
+    def healthz() -> Response:
+        """Alive while the process lives."""
+        return ok({"status": "alive", "service": name})
+
+    @app.get("/readyz")
+    @operation(responses={200: None}, errors=(503,), auth=False)
+    def readyz() -> Response:
+        """Ready when the service reaches its database and finds its tables."""
+        return readiness({name: database.state()})
+
+    return service
+
+
+def readiness(states: dict[str, str]) -> Response:
+    """200 when every service's database is ``ok``, else 503 naming the ones that are not."""
+    failing = [f"{name} ({state})" for name, state in states.items() if state != "ok"]
+    if failing:
+        raise ServiceUnavailable(f"not ready: {', '.join(failing)}", extra={"services": states})
+    return ok({"status": "ready", "services": states})
+
+
+def parts_of(app: object) -> ServiceParts | None:
+    """The parts of a mounted app; None for a WSGI app not built on the platform."""
+    return getattr(app, "extensions", {}).get(EXTENSION)
+
+
+@contextmanager
+def unit_of_work(*, readonly: bool = False) -> Iterator[Session]:
+    """One transaction on the current service's database (see ``Database.unit_of_work``)."""
+    service: ServiceParts = current_app.extensions[EXTENSION]
+    with service.database.unit_of_work(readonly=readonly) as session:
+        yield session

@@ -1,0 +1,159 @@
+"""Units of work: a write takes the write lock, a read takes none and never waits."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import String, select
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from support import ONLY_POSTGRES, drop_postgres_schema, fresh_postgres_schema, postgres_url
+
+from app.kit.database import Database
+
+WAIT = 5.0
+"""Far longer than a read takes, far shorter than SQLite's 10 s busy timeout."""
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Note(Base):
+    __tablename__ = "notes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    text: Mapped[str] = mapped_column(String(50))
+
+
+@pytest.fixture
+def database(backend: str, tmp_path: Path) -> Iterator[Database]:
+    schema = f"test_units_{uuid.uuid4().hex[:12]}"
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'notes.db'}"
+    else:
+        url = fresh_postgres_schema(postgres_url(), schema)
+    database = Database.connect(url, Base.metadata)
+    database.create_schema()
+    with database.unit_of_work() as session:
+        session.add(Note(text="first"))
+    yield database
+    database.dispose()
+    if backend != "sqlite":
+        drop_postgres_schema(postgres_url(), schema)
+
+
+def held_open(database: Database, *, readonly: bool) -> tuple[threading.Event, threading.Thread]:
+    """A unit of work that has read (and, unless ``readonly``, written) and stays open
+    until the returned event is set."""
+    inside, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with database.unit_of_work(readonly=readonly) as session:
+            session.scalars(select(Note)).all()
+            if not readonly:
+                session.add(Note(text="uncommitted"))
+                session.flush()
+            inside.set()
+            release.wait(WAIT * 2)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert inside.wait(WAIT)
+    return release, thread
+
+
+def read_in_another_thread(database: Database) -> tuple[threading.Event, list[str]]:
+    done, seen = threading.Event(), []
+
+    def read() -> None:
+        with database.unit_of_work(readonly=True) as session:
+            seen.extend(session.scalars(select(Note.text)))
+        done.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    return done, seen
+
+
+def test_two_reads_do_not_wait_for_each_other(database: Database):
+    release, holder = held_open(database, readonly=True)
+    try:
+        done, seen = read_in_another_thread(database)
+        assert done.wait(WAIT), "a read waited for another read to end"
+        assert seen == ["first"]
+    finally:
+        release.set()
+        holder.join()
+
+
+def test_a_read_does_not_wait_for_a_writer_and_sees_only_what_is_committed(database: Database):
+    release, holder = held_open(database, readonly=False)
+    try:
+        done, seen = read_in_another_thread(database)
+        assert done.wait(WAIT), "a read waited for a writer to end"
+        assert seen == ["first"]
+    finally:
+        release.set()
+        holder.join()
+
+
+def test_two_writers_take_turns(database: Database):
+    """A writer holds SQLite's write lock from its first statement (BEGIN IMMEDIATE), so a
+    second one waits for it rather than failing halfway; PostgreSQL's row locks do the same
+    for rows both change."""
+    release, holder = held_open(database, readonly=False)
+    finished = threading.Event()
+
+    def write() -> None:
+        with database.unit_of_work() as session:
+            session.get(Note, 1, with_for_update=True).text = "second writer"
+        finished.set()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        if database.engine.dialect.name == "sqlite":
+            assert not finished.wait(0.5), "a second writer did not wait for the first"
+    finally:
+        release.set()
+        holder.join()
+        writer.join()
+    assert finished.is_set()
+
+
+def test_only_a_unit_of_work_that_writes_tells_its_listeners(database: Database):
+    committed: list[Session] = []
+    database.on_commit(committed.append)
+    with database.unit_of_work(readonly=True) as session:
+        session.scalars(select(Note)).all()
+    assert committed == []
+    with database.unit_of_work() as session:
+        session.add(Note(text="second"))
+    assert committed == [session]
+
+    def change_that_fails() -> None:
+        with database.unit_of_work() as session:
+            session.add(Note(text="rolled back"))
+            raise RuntimeError("the change failed")
+
+    with pytest.raises(RuntimeError):
+        change_that_fails()
+    assert len(committed) == 1
+
+
+@pytest.mark.parametrize("backend", [ONLY_POSTGRES])
+def test_a_read_only_unit_of_work_refuses_to_write_on_postgresql(database: Database):
+
+    def write_in_a_read() -> None:
+        with database.unit_of_work(readonly=True) as session:
+            session.add(Note(text="sneaked in"))
+            session.flush()
+
+    with pytest.raises(DBAPIError, match="read-only transaction"):
+        write_in_a_read()
+    with database.unit_of_work(readonly=True) as session:
+        assert list(session.scalars(select(Note.text))) == ["first"]
