@@ -1,0 +1,184 @@
+"""The payment service's event handler: a cancelled order's payment is refunded once,
+with no provider call inside a transaction, and "not yet" is an answer, not an error."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import select
+from support import SECRET, bearer
+
+import payment_service
+from app.kit.auth import issue_service_token
+from app.kit.database import Database, utcnow
+from app.settings import Settings
+from payment_service.models import Payment, PaymentStatus, Refund, outbox
+from payment_service.providers import SandboxProvider
+
+ORDER_ID = 3
+
+
+class RecordingProvider(SandboxProvider):
+    """The sandbox, which can be made to fail refunds, and which checks that no
+    transaction of the payment database is open while it works."""
+
+    def __init__(self, database: Database | None = None):
+        self.database = database
+        self.failing = False
+        self.refunds: list[str] = []
+
+    def refund(
+        self, *, charge_reference: str, amount_minor: int, currency: str, reference: str
+    ) -> str:
+        if self.database is not None:  # a write would wait if a transaction held the lock
+            with self.database.unit_of_work() as session:
+                session.get(Payment, 1)
+        if self.failing:
+            raise TimeoutError("the provider did not answer")
+        self.refunds.append(reference)
+        return super().refund(
+            charge_reference=charge_reference,
+            amount_minor=amount_minor,
+            currency=currency,
+            reference=reference,
+        )
+
+
+@pytest.fixture
+def provider() -> RecordingProvider:
+    return RecordingProvider()
+
+
+@pytest.fixture
+def app(settings: Settings, provider: RecordingProvider) -> Iterator[Flask]:
+    app = payment_service.create_app(settings, provider=provider)
+    database: Database = app.extensions["microshop"].database
+    database.create_schema()
+    provider.database = database
+    yield app
+    database.dispose()
+
+
+def database_of(app: Flask) -> Database:
+    return app.extensions["microshop"].database
+
+
+def a_payment(app: Flask, status: PaymentStatus, refunded_minor: int = 0) -> int:
+    with database_of(app).unit_of_work() as session:
+        payment = Payment(
+            order_id=ORDER_ID,
+            userid=1,
+            amount_minor=1000,
+            currency="USD",
+            status=status,
+            refunded_minor=refunded_minor,
+            method="tok_visa",
+            charged_order_id=ORDER_ID,
+            provider_reference="ch_1",
+            created_at=utcnow(),
+            updated_at=utcnow(),
+        )
+        session.add(payment)
+        session.flush()
+        return payment.id
+
+
+def deliver(app: Flask, event_id: str) -> Any:
+    token = issue_service_token(SECRET, "order")
+    return app.test_client().post(
+        "/internal/events",
+        json={"id": event_id, "topic": "order.cancelled", "payload": {"order_id": ORDER_ID}},
+        headers=bearer(token),
+    )
+
+
+def state(app: Flask) -> dict[str, Any]:
+    with database_of(app).unit_of_work(readonly=True) as session:
+        payment = session.scalars(select(Payment)).one()
+        return {
+            "status": payment.status,
+            "refunded_minor": payment.refunded_minor,
+            "refunds": [r.amount_minor for r in session.scalars(select(Refund))],
+            "inbox": list(session.scalars(select(outbox.inbox.c.event_id))),
+            "published": [
+                (topic, json.loads(payload))
+                for topic, payload in session.execute(
+                    select(outbox.table.c.topic, outbox.table.c.payload)
+                )
+            ],
+        }
+
+
+def test_a_cancelled_orders_payment_is_refunded_in_full_once(app, provider):
+    payment_id = a_payment(app, PaymentStatus.PARTIALLY_REFUNDED, refunded_minor=300)
+    event_id = uuid.uuid4().hex
+    for _ in range(2):  # delivered twice, as at-least-once delivery may
+        reply = deliver(app, event_id)
+        assert reply.status_code == 200, reply.get_data(as_text=True)
+        assert reply.get_json()["data"] == {"handled": True}
+    assert state(app) == {
+        "status": PaymentStatus.REFUNDED,
+        "refunded_minor": 1000,
+        "refunds": [700],
+        "inbox": [event_id],
+        "published": [("payment.refunded", {"payment_id": payment_id, "order_id": ORDER_ID})],
+    }
+    assert provider.refunds == [f"cancel-order-{ORDER_ID}"]
+
+
+def test_an_order_without_a_payment_is_done_at_once(app, provider):
+    event_id = uuid.uuid4().hex
+    reply = deliver(app, event_id)
+    assert reply.status_code == 200
+    with database_of(app).unit_of_work(readonly=True) as session:
+        assert list(session.scalars(select(outbox.inbox.c.event_id))) == [event_id]
+    assert provider.refunds == []
+
+
+def test_a_payment_still_being_charged_is_retried_later_without_an_error(
+    app, provider, caplog: pytest.LogCaptureFixture
+):
+    a_payment(app, PaymentStatus.PROCESSING)
+    with caplog.at_level(logging.INFO):
+        reply = deliver(app, uuid.uuid4().hex)
+    assert reply.status_code == 503
+    assert reply.get_json()["data"] == {
+        "error": "retry_later",
+        "reason": "payment 1 is still being charged",
+    }
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
+    assert state(app)["inbox"] == []  # not done: delivered again later
+    assert provider.refunds == []
+
+
+def test_a_refund_the_provider_fails_no_longer_counts_and_is_tried_again(app, provider):
+    a_payment(app, PaymentStatus.SUCCEEDED)
+    event_id = uuid.uuid4().hex
+    provider.failing = True
+    reply = deliver(app, event_id)
+    assert reply.status_code == 503
+    assert reply.get_json()["data"]["error"] == "retry_later"
+    assert state(app)["refunded_minor"] == 0
+    assert state(app)["inbox"] == []
+
+    provider.failing = False
+    assert deliver(app, event_id).status_code == 200
+    assert state(app)["status"] is PaymentStatus.REFUNDED
+    assert state(app)["refunds"] == [1000]
+    assert provider.refunds == [f"cancel-order-{ORDER_ID}"]
+
+
+def test_a_refund_under_way_elsewhere_is_waited_for(app, provider):
+    """Everything is counted but not yet recorded: another delivery is calling the
+    provider. Acknowledging now could lose the refund if that one fails."""
+    a_payment(app, PaymentStatus.SUCCEEDED, refunded_minor=1000)
+    reply = deliver(app, uuid.uuid4().hex)
+    assert reply.status_code == 503
+    assert reply.get_json()["data"]["reason"] == "a refund of payment 1 is under way"
+    assert provider.refunds == []
