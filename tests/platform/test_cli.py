@@ -142,3 +142,18 @@ def test_openapi_writes_every_service_document(run, tmp_path: Path):
         document = json.loads(path.read_text())
         validate(document)
         assert document["servers"] == [{"url": f"/{path.name.split('.')[0]}"}]
+
+
+def test_help_builds_nothing(run, tmp_path: Path):
+    """Listing the commands makes no secret, no database and no migration, even in
+    development, where building the application would make all three."""
+    instance = tmp_path / "instance"
+    result = run(
+        "--help",
+        MICROSHOP_ENV="development",
+        MICROSHOP_JWT_SECRET="",
+        MICROSHOP_INSTANCE_DIR=str(instance),
+    )
+    assert result.exit_code == 0, result.output
+    assert "create-admin" in result.output
+    assert not instance.exists()

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import ast
 import configparser
+import subprocess
 import sys
-from importlib.metadata import packages_distributions
+from importlib.metadata import packages_distributions, version
 from pathlib import Path
 
 from packaging.requirements import Requirement
@@ -48,3 +49,34 @@ def test_every_module_the_product_imports_is_a_runtime_dependency():
         if not {name.lower().replace("_", "-") for name in providers.get(module, [])} & required
     }
     assert missing == {}, f"imported by the product but not in install_requires: {missing}"
+
+
+def requirement(name: str) -> Requirement:
+    config = configparser.ConfigParser()
+    config.read(Path(ROOT) / "setup.cfg")
+    lines = config["options"]["install_requires"].strip().splitlines()
+    [found] = [Requirement(line) for line in lines if Requirement(line).name == name]
+    return found
+
+
+def test_waitress_is_bounded_to_the_releases_whose_internals_serving_uses():
+    """app/runtime/serving.py drains through waitress's channels and task dispatcher,
+    which are not public API: a new minor release must be tried before it is allowed."""
+    waitress = requirement("waitress")
+    assert any(spec.operator == "<" for spec in waitress.specifier)
+    assert waitress.specifier.contains(version("waitress"))
+
+
+def test_a_kit_module_loads_nothing_of_the_runtime():
+    probe = (
+        "import sys, app.kit.money, app.kit.errors, app.kit.validation\n"
+        "print(' '.join(sorted(sys.modules)))"
+    )
+    loaded = set(
+        subprocess.run(
+            [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.split()
+    )
+    runtime_only = {"alembic", "httpx", "prometheus_client", "flask_swagger_ui", "waitress"}
+    assert loaded & runtime_only == set()
+    assert not any(module.startswith("app.runtime") for module in loaded)
