@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, CheckConstraint, Enum, Index, MetaData, String
+from sqlalchemy import BigInteger, CheckConstraint, Index, MetaData, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from app.kit.database import NAMING_CONVENTION, UTCDateTime, utcnow
+from app.kit.database import NAMING_CONVENTION, UTCDateTime, status_type, utcnow
 from app.kit.deny_list import DenyList
 from app.kit.events import Outbox
 
@@ -51,14 +51,7 @@ class Order(Base):
     amount_minor: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[OrderStatus] = mapped_column(
-        Enum(
-            OrderStatus,
-            native_enum=False,
-            length=16,
-            create_constraint=True,
-            values_callable=lambda statuses: [status.value for status in statuses],
-        ),
-        default=OrderStatus.PENDING,
+        status_type(OrderStatus, length=16), default=OrderStatus.PENDING
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -22,9 +22,7 @@ class OrderList(Resource):
         """The caller's orders, newest first, a page at a time."""
         query = parse_query(OrderQuery)
         with unit_of_work(readonly=True) as session:
-            page = service.list_orders(session, current_caller(), query)
-            items = [OrderOut.of(order) for order in page.items]
-        return ok(OrderPage(items=items, next_cursor=page.next_cursor))
+            return ok(OrderPage.of(service.list_orders(session, current_caller(), query)))
 
     @operation(body=NewOrder, responses={201: OrderOut}, errors=(403,), creates="order_id")
     def post(self) -> Response:

@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, WithJsonSchema
+from pydantic import BeforeValidator, WithJsonSchema
 
-from app.kit.money import as_number, money
+from app.kit.money import amount_of, money
 from app.kit.pagination import PageQuery
+from app.kit.responses import ResponseModel
 from app.kit.validation import RequestModel, integral, text, whole_number
-from order_service.models import Order, OrderStatus
+from order_service.models import OrderStatus
 
 MAX_PRICE_MINOR = 100_000_000  # 1,000,000.00
 
@@ -46,40 +47,25 @@ class OrderQuery(PageQuery):
     status: OrderStatus | None = None
 
 
-class OrderOut(BaseModel):
+class OrderOut(ResponseModel):
     id: int
     userid: int
     product: str
-    price: float
+    price: amount_of("price_minor")
     quantity: int
-    amount: float
+    amount: amount_of("amount_minor")
     currency: str
     status: OrderStatus
     created_at: datetime
     updated_at: datetime
 
-    @classmethod
-    def of(cls, order: Order) -> OrderOut:
-        return cls(
-            id=order.id,
-            userid=order.userid,
-            product=order.product,
-            price=as_number(order.price_minor),
-            quantity=order.quantity,
-            amount=as_number(order.amount_minor),
-            currency=order.currency,
-            status=order.status,
-            created_at=order.created_at,
-            updated_at=order.updated_at,
-        )
 
-
-class OrderPage(BaseModel):
+class OrderPage(ResponseModel):
     items: list[OrderOut]
     next_cursor: str | None
 
 
-class OrderFacts(BaseModel):
+class OrderFacts(ResponseModel):
     """What another service may read of an order (internal route): money in minor units."""
 
     id: int
@@ -87,13 +73,3 @@ class OrderFacts(BaseModel):
     amount_minor: int
     currency: str
     status: OrderStatus
-
-    @classmethod
-    def of(cls, order: Order) -> OrderFacts:
-        return cls(
-            id=order.id,
-            userid=order.userid,
-            amount_minor=order.amount_minor,
-            currency=order.currency,
-            status=order.status,
-        )

@@ -8,7 +8,6 @@ from enum import StrEnum
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
-    Enum,
     ForeignKey,
     Index,
     MetaData,
@@ -18,7 +17,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from app.kit.database import NAMING_CONVENTION, UTCDateTime, utcnow
+from app.kit.database import NAMING_CONVENTION, UTCDateTime, status_type, utcnow
 from app.kit.deny_list import DenyList
 from app.kit.events import Outbox
 
@@ -58,15 +57,7 @@ class Payment(Base):
     userid: Mapped[int] = mapped_column(BigInteger)
     amount_minor: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
-    status: Mapped[PaymentStatus] = mapped_column(
-        Enum(
-            PaymentStatus,
-            native_enum=False,
-            length=24,
-            create_constraint=True,
-            values_callable=lambda statuses: [status.value for status in statuses],
-        )
-    )
+    status: Mapped[PaymentStatus] = mapped_column(status_type(PaymentStatus, length=24))
     refunded_minor: Mapped[int] = mapped_column(BigInteger, default=0)
     method: Mapped[str] = mapped_column(String(64))
     charged_order_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)

@@ -44,9 +44,7 @@ class PaymentList(Resource):
         """The caller's payments, newest first, a page at a time."""
         query = parse_query(PaymentQuery)
         with unit_of_work(readonly=True) as session:
-            page = service.list_payments(session, current_caller(), query)
-            items = [PaymentOut.of(payment) for payment in page.items]
-        return ok(PaymentPage(items=items, next_cursor=page.next_cursor))
+            return ok(PaymentPage.of(service.list_payments(session, current_caller(), query)))
 
     @operation(
         body=NewPayment,

@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from app.kit.database import MAX_ID
-from app.kit.money import as_number, money
+from app.kit.money import amount_of, money
 from app.kit.pagination import PageQuery
+from app.kit.responses import ResponseModel
 from app.kit.validation import RequestModel, text, whole_number
-from payment_service.models import Payment, Refund
 
 
 class NewPayment(RequestModel):
@@ -38,46 +38,24 @@ class PaymentQuery(PageQuery):
     order_id: Annotated[int, Field(ge=1, le=MAX_ID)] | None = None
 
 
-class PaymentOut(BaseModel):
+class PaymentOut(ResponseModel):
     id: int
     order_id: int
     userid: int
-    amount: float
+    amount: amount_of("amount_minor")
     currency: str
     status: str
-    refunded_amount: float
+    refunded_amount: amount_of("refunded_minor")
     created_at: datetime
 
-    @classmethod
-    def of(cls, payment: Payment) -> PaymentOut:
-        return cls(
-            id=payment.id,
-            order_id=payment.order_id,
-            userid=payment.userid,
-            amount=as_number(payment.amount_minor),
-            currency=payment.currency,
-            status=payment.status.value,
-            refunded_amount=as_number(payment.refunded_minor),
-            created_at=payment.created_at,
-        )
 
-
-class PaymentPage(BaseModel):
+class PaymentPage(ResponseModel):
     items: list[PaymentOut]
     next_cursor: str | None
 
 
-class RefundOut(BaseModel):
+class RefundOut(ResponseModel):
     id: int
     payment_id: int
-    amount: float
+    amount: amount_of("amount_minor")
     created_at: datetime
-
-    @classmethod
-    def of(cls, refund: Refund) -> RefundOut:
-        return cls(
-            id=refund.id,
-            payment_id=refund.payment_id,
-            amount=as_number(refund.amount_minor),
-            created_at=refund.created_at,
-        )

@@ -7,8 +7,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, EmailStr, Field, WithJsonSchema
 
+from app.kit.responses import ResponseModel
 from app.kit.validation import RequestModel, text
-from user_service.models import User
 
 Username = text(min_length=3, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")
 Password = text(min_length=8, max_length=128)
@@ -56,22 +56,12 @@ class PasswordChange(RequestModel):
     new_password: Password
 
 
-class UserOut(BaseModel):
+class UserOut(ResponseModel):
     id: int
     username: str
     email: str
     role: str
     created_at: datetime
-
-    @classmethod
-    def of(cls, user: User) -> UserOut:
-        return cls(
-            id=user.id,
-            username=user.username,
-            email=user.email,
-            role=user.role,
-            created_at=user.created_at,
-        )
 
 
 class AccessToken(BaseModel):

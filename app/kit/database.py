@@ -21,9 +21,19 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 
-from sqlalchemy import DateTime, Engine, MetaData, TypeDecorator, create_engine, event, inspect
+from sqlalchemy import (
+    DateTime,
+    Engine,
+    Enum,
+    MetaData,
+    TypeDecorator,
+    create_engine,
+    event,
+    inspect,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -41,6 +51,19 @@ NAMING_CONVENTION = {
 }
 """Every constraint and index has a name microshop chose, the same on every database, so
 a later migration can find it to change or drop it (SQLite's batch mode needs that)."""
+
+
+def status_type(statuses: type[StrEnum], *, length: int) -> Enum:
+    """A column type for a ``StrEnum`` of statuses: stored as its values (``"paid"``) in
+    a string column with a CHECK constraint, the same on every database (no native enum
+    type for a migration to alter)."""
+    return Enum(
+        statuses,
+        native_enum=False,
+        length=length,
+        create_constraint=True,
+        values_callable=lambda members: [member.value for member in members],
+    )
 
 
 def utcnow() -> datetime:

@@ -1,7 +1,8 @@
 """Money as exact integer minor units (cents), from JSON in and back to JSON out.
 
     price: money(maximum=100_000_000)               # a request field: 0.01 to 1,000,000.00
-    as_number(1999)                                 # 19.99, for the response
+    price: amount_of("price_minor")                 # a response field: 19.99 from 1999
+    as_number(1999)                                 # 19.99
 
 Request bodies are parsed with ``parse_float=Decimal``, so a JSON number never passes
 through a float on the way in. Arithmetic is on integers only. On the way out,
@@ -16,7 +17,7 @@ import re
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, WithJsonSchema
+from pydantic import BeforeValidator, Field, WithJsonSchema
 
 MINOR_PER_MAJOR = 100
 _DECIMALS = 2
@@ -55,6 +56,12 @@ def to_minor(value: Any) -> int:
 def as_number(minor: int) -> float:
     """The JSON number for an amount in minor units (see the module docstring)."""
     return minor / MINOR_PER_MAJOR
+
+
+def amount_of(minor_attribute: str) -> Any:
+    """A response field (``app.kit.responses.ResponseModel``): the amount a row keeps in
+    minor units under ``minor_attribute``, as a JSON number."""
+    return Annotated[float, BeforeValidator(as_number), Field(validation_alias=minor_attribute)]
 
 
 def _shown(minor: int) -> str:

@@ -1,4 +1,8 @@
-"""The JSON envelope every response with a body uses.
+"""The JSON envelope every response with a body uses, and the models that fill it.
+
+class UserOut(ResponseModel):           # its fields read from a row's attributes
+    id: int
+    username: str
 
 return ok(UserOut.of(user))             # 200 {"code": 0, "msg": "ok", "data": {...}}
 return created(OrderOut.of(order))      # 201
@@ -7,10 +11,22 @@ error_response(409, "username_taken", "username already taken")
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
 from flask import Response, current_app
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
+
+
+class ResponseModel(BaseModel):
+    """A response body made from a row: ``Out.of(row)`` reads each field from the row's
+    attribute of that name (or its ``validation_alias``, as ``app.kit.money.amount_of``
+    sets)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    @classmethod
+    def of(cls, row: object) -> Self:
+        return cls.model_validate(row)
 
 
 def envelope(status: int, code: int, msg: str, data: Any) -> Response:
