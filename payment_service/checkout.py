@@ -9,6 +9,7 @@ and the provider called between them, never inside one.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
 
@@ -22,6 +23,8 @@ from payment_service.models import Payment, PaymentStatus, Refund
 from payment_service.orders import read_order
 from payment_service.providers import PaymentProvider
 from payment_service.schemas import NewPayment
+
+log = logging.getLogger("microshop.payments")
 
 
 @dataclass
@@ -82,6 +85,13 @@ class Checkout:
                 payment_id, charge, amount, currency, f"cancel-order-{order_id}"
             )
         except Exception as error:  # released: the next delivery tries again
+            log.warning(
+                "refund of payment %s for cancelled order %s failed at the provider (%s: %s)",
+                payment_id,
+                order_id,
+                type(error).__name__,
+                error,
+            )
             raise RetryLater(f"the provider did not refund payment {payment_id}") from error
         with handling() as session:
             service.record_refund(session, payment_id, amount, reference)

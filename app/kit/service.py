@@ -1,9 +1,9 @@
 """A service's parts, built once by its ``create_app`` and kept on its Flask app.
 
     app = Flask(__name__)
-    service = init_service(app, settings, name="order", metadata=Base.metadata,
-                           outbox=outbox, handlers=events.handlers())
-    init_jwt(app, settings, service.database, is_revoked=deny_list.is_revoked)
+    parts = init_service(app, settings, name="order", metadata=Base.metadata,
+                         outbox=outbox, handlers=events.handlers())
+    init_jwt(app, settings, parts.database, is_revoked=deny_list.is_revoked)
 
     with unit_of_work() as session:               # in a request: this service's database
         ...
@@ -65,14 +65,14 @@ def init_service(
 
     ``synchronous`` is SQLite's durability for its database (``FULL`` survives a power cut).
     """
+    if handlers and outbox is None:
+        raise ValueError(f"{name}: a service that handles events needs an Outbox (its inbox)")
     init_web(app)
     database = Database.connect(settings.database_url(name), metadata, synchronous=synchronous)
-    service = ServiceParts(name, settings, database, outbox, dict(handlers or {}))
-    app.extensions[EXTENSION] = service
+    parts = ServiceParts(name, settings, database, outbox, dict(handlers or {}))
+    app.extensions[EXTENSION] = parts
     if outbox is not None:  # a peer by URL cannot know what it handles: it takes every event
-        init_inbox(app, database, outbox, service.handlers)
-    elif service.handlers:
-        raise ValueError(f"{name}: a service that handles events needs an Outbox (its inbox)")
+        init_inbox(app, database, outbox, parts.handlers)
 
     @app.get("/healthz")
     @operation(responses={200: None}, auth=False)
@@ -86,7 +86,7 @@ def init_service(
         """Ready when the service reaches its database and finds its tables."""
         return readiness({name: database.state()})
 
-    return service
+    return parts
 
 
 def readiness(states: dict[str, str]) -> Response:
@@ -105,6 +105,6 @@ def parts_of(app: object) -> ServiceParts | None:
 @contextmanager
 def unit_of_work(*, readonly: bool = False) -> Iterator[Session]:
     """One transaction on the current service's database (see ``Database.unit_of_work``)."""
-    service: ServiceParts = current_app.extensions[EXTENSION]
-    with service.database.unit_of_work(readonly=readonly) as session:
+    parts: ServiceParts = current_app.extensions[EXTENSION]
+    with parts.database.unit_of_work(readonly=readonly) as session:
         yield session

@@ -157,13 +157,19 @@ def test_a_payment_still_being_charged_is_retried_later_without_an_error(
     assert provider.refunds == []
 
 
-def test_a_refund_the_provider_fails_no_longer_counts_and_is_tried_again(app, provider):
+def test_a_refund_the_provider_fails_no_longer_counts_and_is_tried_again(
+    app, provider, caplog: pytest.LogCaptureFixture
+):
     a_payment(app, PaymentStatus.SUCCEEDED)
     event_id = uuid.uuid4().hex
     provider.failing = True
-    reply = deliver(app, event_id)
+    with caplog.at_level(logging.WARNING, logger="microshop.payments"):
+        reply = deliver(app, event_id)
     assert reply.status_code == 503
     assert reply.get_json()["data"]["error"] == "retry_later"
+    [warning] = [r for r in caplog.records if r.name == "microshop.payments"]
+    assert "TimeoutError: the provider did not answer" in warning.getMessage()
+    assert warning.exc_info is None  # the cause, not a traceback
     assert state(app)["refunded_minor"] == 0
     assert state(app)["inbox"] == []
 
