@@ -5,8 +5,9 @@
     microshop init-db                       # the same as migrate (its older name)
     microshop create-admin alice --email alice@example.com   # a user service command
 
-A service offers a command by adding it to its Flask app's ``app.runtime.cli``; it runs inside
-that app's context, so the platform needs no knowledge of any service.
+A service offers a command in its module's ``COMMANDS`` (``user_service.COMMANDS``); it
+runs inside that service's app context, so the platform needs no knowledge of any
+service. Listing the commands (``--help``) builds nothing.
 """
 
 from __future__ import annotations
