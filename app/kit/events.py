@@ -103,7 +103,10 @@ class Outbox:
 
 
 class Handling:
-    """What a handler is given: ``handling()`` opens its transaction, with its inbox row."""
+    """What a handler is given: ``handling()`` opens its transaction, with its inbox row.
+
+    Once per event: the inbox row marks the event done, so a second transaction would
+    find it there already."""
 
     def __init__(self, database: Database, inbox: Table, event_id: str, topic: str):
         self.database = database
@@ -114,6 +117,8 @@ class Handling:
 
     @contextmanager
     def __call__(self) -> Iterator[Session]:
+        if self.recorded:
+            raise RuntimeError(f"event {self.event_id} is handled already: one transaction")
         with self.database.unit_of_work() as session:
             yield session
             session.execute(
