@@ -10,7 +10,7 @@ from pydantic import BeforeValidator, WithJsonSchema
 from app.kit.money import amount_of, money
 from app.kit.pagination import PageQuery
 from app.kit.responses import ResponseModel
-from app.kit.validation import RequestModel, integral, text, whole_number
+from app.kit.validation import NOT_BLANK, RequestModel, integral, text, whole_number
 from order_service.models import OrderStatus
 
 MAX_PRICE_MINOR = 100_000_000  # 1,000,000.00
@@ -26,7 +26,7 @@ def _user_id(value: Any) -> int:
 
 
 class NewOrder(RequestModel):
-    product: text(min_length=1, max_length=200, pattern=r"\S")
+    product: text(min_length=1, max_length=200, pattern=NOT_BLANK)
     price: money(maximum=MAX_PRICE_MINOR)
     """In minor units once validated."""
     quantity: whole_number(minimum=1, maximum=1000) = 1

@@ -43,6 +43,12 @@ _NO_NUL = Field(json_schema_extra={"not": {"pattern": "\\x00"}})
 """What ``_without_nul`` refuses, said in the document too."""
 
 
+NOT_BLANK = r"[^\s\x1c-\x1f\x85\ufeff]"
+"""A ``text`` pattern for "not only whitespace", read alike by Python and by ECMAScript
+(the regex dialect of JSON Schema): their ``\\s`` differ by U+001C to U+001F and U+0085
+(Python's alone) and U+FEFF (ECMAScript's alone), so none of those counts either."""
+
+
 def text(*, min_length: int = 0, max_length: int, pattern: str | None = None) -> Any:
     """A bounded string field that any database can store and argon2 can hash."""
     constraints = StringConstraints(min_length=min_length, max_length=max_length, pattern=pattern)

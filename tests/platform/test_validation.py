@@ -10,7 +10,15 @@ from flask import Flask
 from pydantic import ValidationError as PydanticValidationError
 
 from app.kit.errors import InvalidJson, ValidationFailed
-from app.kit.validation import RequestModel, parse, read_json_object, text, whole_number
+from app.kit.validation import (
+    NOT_BLANK,
+    RequestModel,
+    parse,
+    read_json_object,
+    text,
+    validate,
+    whole_number,
+)
 
 
 class Product(RequestModel):
@@ -120,3 +128,27 @@ def test_the_document_says_a_text_field_refuses_nul():
     assert re.search(schema["not"]["pattern"], "a\x00b")
     with pytest.raises(PydanticValidationError):
         Product.model_validate({"name": "a\x00b"})
+
+
+ECMASCRIPT_WHITESPACE = {
+    *"\t\n\v\f\r \xa0\u1680\u2028\u2029\u202f\u205f\u3000\ufeff",
+    *map(chr, range(0x2000, 0x200B)),
+}
+"""``\\s`` of ECMAScript, the regex dialect of JSON Schema: WhiteSpace and LineTerminator."""
+
+
+def test_not_blank_refuses_what_either_dialect_calls_whitespace_and_nothing_else():
+    """Python's ``\\s`` and ECMAScript's differ (U+0085 is Python's alone, U+FEFF
+    ECMAScript's alone): a client checking the documented pattern and the server must
+    agree on every string, so the pattern refuses whitespace of either kind."""
+
+    class Named(RequestModel):
+        name: text(min_length=1, max_length=10, pattern=NOT_BLANK)
+
+    python_whitespace = {chr(code) for code in range(0x110000) if chr(code).isspace()}
+    refused = {chr(code) for code in range(0x110000) if not re.search(NOT_BLANK, chr(code))}
+    assert refused == python_whitespace | ECMASCRIPT_WHITESPACE
+    for blank in ("\x85", "\ufeff", " \x1c\t"):
+        with pytest.raises(ValidationFailed):
+            validate(Named, {"name": blank})
+    assert validate(Named, {"name": " pen\x85"}).name == " pen\x85"
