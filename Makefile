@@ -42,3 +42,16 @@ browser:
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .ruff_cache .import_linter_cache
+
+# The benchmark of issue #11 (docs/performance.md): the peers' packages, Debian's wrk if
+# it is missing, then every case; BENCH_ARGS passes options, e.g. "--cases order_read".
+.PHONY: bench
+
+$(VENV)/.installed-bench: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[bench]'
+	touch $@
+
+bench: $(VENV)/.installed-bench
+	@command -v wrk >/dev/null || (apt-get update -qq \
+		&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)

@@ -1,0 +1,322 @@
+"""``make bench``: microshop against the raw WSGI limit and its peers, in one run.
+
+    .venv/bin/python -m bench.run                                  # the full run, ~5 minutes
+    .venv/bin/python -m bench.run --cases order_read,fastapi_read  # some cases only
+    .venv/bin/python -m bench.run --seconds 1 --rounds 1 --orders 20000   # a quick look
+
+It seeds a production microshop on SQLite (and one on PostgreSQL) in a temporary folder,
+starts every server the chosen cases need on a free loopback port, logs the reader and
+the writer in once, warms every case up (and stops if any of its requests fails), then
+runs the cases interleaved: each round runs every case once, in the same order, so a
+slow minute on the machine hits all of them alike. It prints the Markdown table; a run
+of every case also writes it into ``docs/performance.md`` and the measurements into
+``bench/results/latest.json`` (a run of some cases writes ``bench/results/partial.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import secrets
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from app.kit.pagination import encode_cursor
+from bench import report
+from bench.cases import CASES, SERVERS, Case, Fixture
+from bench.load import ensure_wrk, run_wrk
+from bench.seed import READER, WRITER, reader_order_ids, seed, username
+from bench.servers import WAITRESS_THREADS, Server
+from bench.shop import (
+    DEFAULT_POSTGRES_URL,
+    database_urls,
+    login,
+    migrate,
+    postgres_databases,
+    postgres_version,
+    shop_environment,
+)
+
+WARM_UP_SECONDS = 1
+READ_SAMPLE = 1000
+"""How many of the reader's order ids ``GET /order/<id>`` picks among."""
+PACKAGES = ("waitress", "flask", "flask-restful", "flask-jwt-extended", "sqlalchemy", "pydantic")
+PEER_PACKAGES = ("fastapi", "uvicorn", "flask-sqlalchemy")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    options = _parse(argv)
+    if options.postgres_orders is None:
+        options.postgres_orders = min(100_000, options.orders)
+    cases = _chosen(options.cases)
+    ensure_wrk()
+    folder = Path(tempfile.mkdtemp(prefix="microshop-bench-"))
+    try:
+        _run(options, cases, folder)
+    finally:
+        if options.keep:
+            print(f"bench: kept {folder}", file=sys.stderr)
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=int, default=6, help="wrk's duration per case and round")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds; each runs every case once")
+    parser.add_argument(
+        "--cases",
+        help="comma-separated case names (default: all): " + ", ".join(c.name for c in CASES),
+    )
+    parser.add_argument("--users", type=int, default=10_000, help="seeded users")
+    parser.add_argument("--orders", type=int, default=1_000_000, help="seeded orders (SQLite)")
+    parser.add_argument(
+        "--postgres-orders",
+        type=int,
+        help="seeded orders on PostgreSQL (default: 100 000, or --orders if fewer)",
+    )
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get("MICROSHOP_BENCH_POSTGRES_URL", DEFAULT_POSTGRES_URL),
+        help="a database to make (and drop) three schemas in "
+        "(default: $MICROSHOP_BENCH_POSTGRES_URL, else %(default)s)",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder and logs")
+    return parser.parse_args(argv)
+
+
+def _chosen(names: str | None) -> list[Case]:
+    if not names:
+        return list(CASES)
+    wanted = {name.strip() for name in names.split(",") if name.strip()}
+    unknown = wanted - {case.name for case in CASES}
+    if unknown:
+        raise SystemExit(f"bench: no such case: {', '.join(sorted(unknown))}")
+    return [case for case in CASES if case.name in wanted]
+
+
+def _run(options: argparse.Namespace, cases: list[Case], folder: Path) -> None:
+    started = datetime.now(UTC)
+    secret = secrets.token_urlsafe(48)
+    envs = {"shop": shop_environment(folder / "sqlite", secret)}
+    seeding = {"sqlite": _seed(envs["shop"], options.users, options.orders)}
+    with ExitStack() as stack:
+        if any(case.server == "shop_postgres" for case in cases):
+            postgres_env = _postgres_shop(stack, options.postgres_url, folder / "postgres", secret)
+            if postgres_env is None:
+                cases = [case for case in cases if case.server != "shop_postgres"]
+            else:
+                envs["shop_postgres"] = postgres_env
+                seeding["postgresql"] = _seed(postgres_env, options.users, options.postgres_orders)
+        servers = _start_servers(stack, cases, envs, folder)
+        fixture = _fixture(servers["shop"].url, envs)
+        for case in cases:
+            _warm_up(case, servers[case.server], fixture)
+        rss_warm = {name: server.rss_kib() for name, server in servers.items()}
+        measurements = [
+            _measure(case, number, servers[case.server], fixture, options.seconds)
+            for number in range(1, options.rounds + 1)
+            for case in cases
+        ]
+        memory = {
+            name: {
+                "rss_after_warm_up_mib": rss_warm[name] / 1024,
+                "rss_at_end_mib": server.rss_kib() / 1024,
+                "peak_rss_mib": server.peak_rss_kib() / 1024,
+            }
+            for name, server in servers.items()
+        }
+    summaries = report.summarize(measurements)
+    found = report.ratios(summaries)
+    machine = _machine(options.postgres_url if "postgresql" in seeding else None)
+    table = report.markdown(summaries, found, _header(options, started, seeding, machine))
+    print(table)
+    complete = options.cases is None
+    report.write_json(
+        report.RESULTS / ("latest.json" if complete else "partial.json"),
+        {
+            "started": started.isoformat(timespec="seconds"),
+            "settings": {
+                "seconds": options.seconds,
+                "rounds": options.rounds,
+                "wrk": "-t2 -c8 --latency --timeout=10s (login: -c4)",
+                "waitress_threads": WAITRESS_THREADS,
+                "cases": [case.name for case in cases],
+            },
+            "machine": machine,
+            "seeding": seeding,
+            "cases": summaries,
+            "ratios": found,
+            "servers": memory,
+            "measurements": report.as_dicts(measurements),
+        },
+    )
+    if complete:
+        report.write_docs(report.DOCS, table)
+
+
+def _postgres_shop(
+    stack: ExitStack, base_url: str, folder: Path, secret: str
+) -> dict[str, str] | None:
+    """The environment of a shop on fresh PostgreSQL schemas (dropped when ``stack``
+    closes), or None when the database cannot be reached."""
+    try:
+        urls = stack.enter_context(postgres_databases(base_url, str(os.getpid())))
+    except psycopg.OperationalError as error:
+        print(f"bench: PostgreSQL unreachable, its case is skipped: {error}", file=sys.stderr)
+        return None
+    return shop_environment(folder, secret, urls)
+
+
+def _start_servers(
+    stack: ExitStack, cases: list[Case], envs: dict[str, dict[str, str]], folder: Path
+) -> dict[str, Server]:
+    """Every server the cases load, and the SQLite shop, which the logins need; the peers
+    read the SQLite shop's order database."""
+    peer_env = {**envs["shop"], "BENCH_ORDER_DATABASE_URL": database_urls(envs["shop"])["order"]}
+    servers = {}
+    for name in dict.fromkeys(["shop", *(case.server for case in cases)]):
+        spec = SERVERS[name]
+        servers[name] = stack.enter_context(
+            Server.running(
+                name, spec.command, env=envs.get(name, peer_env), health=spec.health, logs=folder
+            )
+        )
+    return servers
+
+
+def _seed(env: dict[str, str], users: int, orders: int) -> dict[str, Any]:
+    began = time.perf_counter()
+    migrate(env)
+    counts = seed(database_urls(env), users=users, orders=orders)
+    seconds = time.perf_counter() - began
+    print(f"bench: seeded {counts} in {seconds:.1f} s", file=sys.stderr)
+    return {
+        "users": counts.users,
+        "orders": counts.orders,
+        "payments": counts.payments,
+        "seconds": seconds,
+    }
+
+
+def _fixture(shop_url: str, envs: dict[str, dict[str, str]]) -> Fixture:
+    ids = reader_order_ids(database_urls(envs["shop"])["order"])
+    postgres_ids = (
+        reader_order_ids(database_urls(envs["shop_postgres"])["order"])
+        if "shop_postgres" in envs
+        else []
+    )
+    sample = random.Random(5)
+    return Fixture(
+        reader_token=login(shop_url, username(READER)),
+        writer_token=login(shop_url, username(WRITER)),
+        reader_ids=sample.sample(ids, min(READ_SAMPLE, len(ids))),
+        deep_cursor=encode_cursor(ids[min(20, len(ids) - 1)]),
+        postgres_reader_ids=sample.sample(postgres_ids, min(READ_SAMPLE, len(postgres_ids))),
+    )
+
+
+def _warm_up(case: Case, server: Server, fixture: Fixture) -> None:
+    """A short unmeasured run: caches filled, and a case that fails stops the benchmark."""
+    load = run_wrk(
+        server.url, case.wrk_args(fixture), seconds=WARM_UP_SECONDS, connections=case.connections
+    )
+    if load.failed or not load.requests:
+        tail = server.log.read_text()[-3000:]
+        raise SystemExit(f"bench: {case.name} failed {load.failed} of {load.requests}:\n{tail}")
+
+
+def _measure(
+    case: Case, number: int, server: Server, fixture: Fixture, seconds: int
+) -> report.Measurement:
+    cpu = server.cpu_seconds()
+    load = run_wrk(
+        server.url, case.wrk_args(fixture), seconds=seconds, connections=case.connections
+    )
+    cpu = server.cpu_seconds() - cpu
+    measurement = report.Measurement(
+        case=case.name,
+        round=number,
+        requests=load.requests,
+        seconds=load.seconds,
+        requests_per_second=load.requests_per_second,
+        p50_ms=load.p50_ms,
+        p99_ms=load.p99_ms,
+        cpu_us_per_request=cpu * 1e6 / max(load.requests, 1),
+        peak_rss_mib=server.peak_rss_kib() / 1024,
+        failed=load.failed,
+        flows_per_second=load.flows / load.seconds,
+    )
+    print(
+        f"round {number} {case.name:20} {measurement.requests_per_second:8.0f} req/s  "
+        f"p50 {measurement.p50_ms:7.2f} ms  p99 {measurement.p99_ms:7.2f} ms  "
+        f"{measurement.cpu_us_per_request:6.0f} µs CPU/req  {measurement.failed} failed",
+        file=sys.stderr,
+    )
+    return measurement
+
+
+def _machine(postgres_url: str | None) -> dict[str, Any]:
+    wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False).stdout
+    return {
+        "cores": os.cpu_count(),
+        "cpu": _cpu_model(),
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "postgresql": postgres_version(postgres_url) if postgres_url else None,
+        "wrk": wrk.split()[1] if wrk else "unknown",
+        "packages": {name: version(name) for name in PACKAGES + PEER_PACKAGES},
+    }
+
+
+def _cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def _header(
+    options: argparse.Namespace,
+    started: datetime,
+    seeding: dict[str, dict[str, Any]],
+    machine: dict[str, Any],
+) -> str:
+    rounds = f"{options.rounds} round{'s' if options.rounds > 1 else ''}"
+    lines = [
+        f"Run of {started:%Y-%m-%d %H:%M} UTC: {rounds} of {options.seconds} s per case, "
+        "interleaved; wrk -t2 -c8 (login -c4); production settings.",
+    ]
+    for database, name in (("sqlite", "SQLite"), ("postgresql", "PostgreSQL")):
+        if database in seeding:
+            counts = seeding[database]
+            lines.append(
+                f"{name} {machine[database]}: {report.count(counts['users'])} users, "
+                f"{report.count(counts['orders'])} orders, "
+                f"{report.count(counts['payments'])} payments "
+                f"(seeded in {counts['seconds']:.0f} s)."
+            )
+    packages = ", ".join(f"{name} {v}" for name, v in machine["packages"].items())
+    lines.append(
+        f"{machine['cores']} cores ({machine['cpu']}), Python {machine['python']}, "
+        f"wrk {machine['wrk']}; {packages}."
+    )
+    return "\n".join(f"- {line}" for line in lines)
+
+
+if __name__ == "__main__":
+    main()
