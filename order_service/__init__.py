@@ -26,8 +26,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         metadata=Base.metadata,
         outbox=outbox,
         handlers=events.handlers(),
+        deny_list=deny_list,
     )
-    init_jwt(app, settings, parts.database, is_revoked=deny_list.is_revoked)
+    init_jwt(app, settings, is_revoked=parts.revocations.is_revoked)
     api = JsonApi(app)
     api.route(resources.OrderList, "/", legacy={"/create": "POST"})
     api.route(

@@ -35,9 +35,10 @@ def create_app(
         metadata=Base.metadata,
         outbox=outbox,
         handlers=events.handlers(checkout),
+        deny_list=deny_list,
         synchronous="FULL",  # payments survive a power cut
     )
-    init_jwt(app, settings, parts.database, is_revoked=deny_list.is_revoked)
+    init_jwt(app, settings, is_revoked=parts.revocations.is_revoked)
     api = JsonApi(app)
     collaborators = {"resource_class_kwargs": {"checkout": checkout}}
     api.route(resources.PaymentList, "/", legacy={"/pay": "POST"}, **collaborators)

@@ -12,7 +12,7 @@ from app.kit.api import JsonApi
 from app.kit.auth import init_jwt
 from app.kit.service import init_service
 from app.settings import Settings
-from user_service import events, resources, service
+from user_service import events, resources
 from user_service.commands import create_admin
 from user_service.models import Base, outbox
 from user_service.rate_limits import limit_logins
@@ -24,7 +24,7 @@ COMMANDS = (create_admin,)
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
     app = Flask(__name__)
-    parts = init_service(
+    init_service(
         app,
         settings,
         name="user",
@@ -32,7 +32,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         outbox=outbox,
         handlers=events.handlers(),
     )
-    init_jwt(app, settings, parts.database, is_revoked=service.is_revoked)
+    init_jwt(app, settings, is_revoked=resources.token_is_revoked)
     api = JsonApi(app)
     api.route(resources.Registrations, "/register")
     api.route(resources.Logins, "/login", endpoint="login")

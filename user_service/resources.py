@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from flask import Response
@@ -34,6 +35,13 @@ from user_service.schemas import (
     TokenPair,
     UserOut,
 )
+
+
+def token_is_revoked(claims: Mapping[str, Any]) -> bool:
+    """``init_jwt``'s check: the user service reads its own rows (``service.is_revoked``),
+    the source of truth the other services' deny lists are fed from."""
+    with unit_of_work(readonly=True) as session:
+        return service.is_revoked(session, claims)
 
 
 def _access_token(user: User) -> AccessToken:

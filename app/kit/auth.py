@@ -1,6 +1,6 @@
 """JWT set-up shared by every service: HS256 with the one secret, string ``sub``, a ``role``.
 
-    init_jwt(app, settings, parts.database, is_revoked=deny_list.is_revoked)
+    init_jwt(app, settings, is_revoked=parts.revocations.is_revoked)
     class OrderList(Resource):
         method_decorators = [access_required]
         def get(self):
@@ -8,9 +8,9 @@
 
 Every token failure answers 401 with its own slug (``missing_token``, ``invalid_token``,
 ``token_expired``, ``token_revoked``), never flask-jwt-extended's default 422.
-``is_revoked(session, claims)`` is the service's deny-list check, called in a read-only
-unit of work (it never waits for a writer) for every token whose claims are of the shape
-microshop issues (numeric string ``sub``, ``jti``, ``role``).
+``is_revoked(claims)`` is the service's deny-list check (``app.kit.deny_list``, in
+memory), called for every token whose claims are of the shape microshop issues (numeric
+string ``sub``, ``jti``, ``role``).
 
 Internal routes (``/<service>/internal/...``) take service tokens instead:
 
@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -39,9 +39,7 @@ from flask_jwt_extended import (
     jwt_required,
 )
 from jwt import InvalidTokenError
-from sqlalchemy.orm import Session
 
-from app.kit.database import Database
 from app.kit.errors import Unauthorized
 from app.kit.responses import error_response
 from app.settings import Settings
@@ -156,14 +154,10 @@ def service_required(view: View) -> View:
 def init_jwt(
     app: Flask,
     settings: Settings,
-    database: Database | None = None,
     *,
-    is_revoked: Callable[[Session, dict[str, Any]], bool] | None = None,
+    is_revoked: Callable[[Mapping[str, Any]], bool] | None = None,
 ) -> JWTManager:
-    """JWT for ``app``; ``is_revoked`` is the service's deny list, read from ``database``
-    (None: it keeps none)."""
-    if is_revoked is not None and database is None:
-        raise ValueError("a deny list needs the database it is kept in")
+    """JWT for ``app``; ``is_revoked`` is the service's deny list (None: it keeps none)."""
     app.config.update(
         JWT_SECRET_KEY=settings.jwt_secret,
         JWT_ALGORITHM="HS256",
@@ -184,9 +178,6 @@ def init_jwt(
     @jwt.token_in_blocklist_loader
     def revoked(_header: dict[str, Any], claims: dict[str, Any]) -> bool:
         _check_claims(claims)  # flask-jwt-extended asks this before any other claim check
-        if is_revoked is None or database is None:
-            return False
-        with database.unit_of_work(readonly=True) as session:
-            return is_revoked(session, claims)
+        return is_revoked is not None and is_revoked(claims)
 
     return jwt

@@ -2,8 +2,8 @@
 
     app = Flask(__name__)
     parts = init_service(app, settings, name="order", metadata=Base.metadata,
-                         outbox=outbox, handlers=events.handlers())
-    init_jwt(app, settings, parts.database, is_revoked=deny_list.is_revoked)
+                         outbox=outbox, handlers=events.handlers(), deny_list=deny_list)
+    init_jwt(app, settings, is_revoked=parts.revocations.is_revoked)
 
     with unit_of_work() as session:               # in a request: this service's database
         ...
@@ -28,6 +28,7 @@ from sqlalchemy import MetaData
 from sqlalchemy.orm import Session
 
 from app.kit.database import Database
+from app.kit.deny_list import DenyList, Revocations
 from app.kit.errors import ServiceUnavailable
 from app.kit.events import Handler, Outbox, init_inbox
 from app.kit.openapi import operation
@@ -49,6 +50,8 @@ class ServiceParts:
     """Its outbox and inbox: where it publishes events and takes them; None: neither."""
     handlers: Mapping[str, Handler] = field(default_factory=dict)
     """What it does on each topic it handles; its inbox acknowledges the others."""
+    revocations: Revocations | None = None
+    """Its deny list in memory, which the runtime refreshes; None: it keeps none."""
 
 
 def init_service(
@@ -59,6 +62,7 @@ def init_service(
     metadata: MetaData,
     outbox: Outbox | None = None,
     handlers: Mapping[str, Handler] | None = None,
+    deny_list: DenyList | None = None,
     synchronous: str = "NORMAL",
 ) -> ServiceParts:
     """Wire a service app: web basics, its database, ``/healthz``, ``/readyz`` and its inbox.
@@ -69,7 +73,8 @@ def init_service(
         raise ValueError(f"{name}: a service that handles events needs an Outbox (its inbox)")
     init_web(app)
     database = Database.connect(settings.database_url(name), metadata, synchronous=synchronous)
-    parts = ServiceParts(name, settings, database, outbox, dict(handlers or {}))
+    revocations = deny_list.revocations(database) if deny_list is not None else None
+    parts = ServiceParts(name, settings, database, outbox, dict(handlers or {}), revocations)
     app.extensions[EXTENSION] = parts
     if outbox is not None:  # a peer by URL cannot know what it handles: it takes every event
         init_inbox(app, database, outbox, parts.handlers)

@@ -23,9 +23,11 @@ from flask import Flask, Response, request
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from app import __version__
+from app.kit.deny_list import REFRESH_SECONDS
 from app.kit.responses import ok
 from app.kit.service import ServiceParts, parts_of, readiness
 from app.kit.web import init_web
+from app.runtime.background import Repeating
 from app.runtime.docs_ui import register_docs
 from app.runtime.documents import add_document_route
 from app.runtime.migrations import prepare_schema
@@ -48,7 +50,7 @@ class Application(DispatcherMiddleware):
         peers: ServiceClient,
         metrics: Metrics,
         relays: Mapping[str, Relay],
-        sweepers: list[Sweeper],
+        background: list[Repeating],
     ):
         super().__init__(root, {f"/{name}": service for name, service in services.items()})
         self.root = root
@@ -58,12 +60,13 @@ class Application(DispatcherMiddleware):
         """Served at ``/metrics``; its own registry, so many applications live in one process."""
         self.relays = dict(relays)
         """Each publishing service's relay, by service name."""
-        self.sweepers = sweepers
+        self.background = background
+        """The outbox sweepers and deny-list refreshers this process runs."""
 
     def dispose(self) -> None:
-        """Stop the outbox sweepers and close every connection to databases and services."""
-        for sweeper in self.sweepers:
-            sweeper.stop()
+        """Stop the background threads and close every connection to databases and services."""
+        for thread in self.background:
+            thread.stop()
         for app in self.services.values():
             service = parts_of(app)
             if service is not None:
@@ -139,7 +142,8 @@ def create_application(
     settings: Settings | None = None, *, deliver_events: bool = True
 ) -> Application:
     """The composed application; ``deliver_events=False`` (a one-off command such as
-    ``microshop migrate``) starts no outbox sweepers."""
+    ``microshop migrate``) starts no background thread (outbox sweepers, deny-list
+    refreshers)."""
     settings = settings or Settings.from_env()
     peers = ServiceClient(settings)
     metrics = Metrics()
@@ -158,16 +162,19 @@ def create_application(
         metrics.instrument(app, name)
     subscribers = {name for name, service in parts.items() if service.outbox} | set(peers.urls)
     relays: dict[str, Relay] = {}
-    sweepers: list[Sweeper] = []
+    background: list[Repeating] = []
     for name, service in parts.items():
-        if service.outbox is None:
-            continue
-        metrics.watch_outbox(name, service.database, service.outbox)
-        relays[name] = Relay(service, peers, subscribers, metrics)
-        relays[name].watch()
-        if deliver_events and settings.outbox_sweep_seconds > 0:
-            sweepers.append(Sweeper(relays[name], settings.outbox_sweep_seconds))
-            sweepers[-1].start()
+        if service.outbox is not None:
+            metrics.watch_outbox(name, service.database, service.outbox)
+            relays[name] = Relay(service, peers, subscribers, metrics)
+            relays[name].watch()
+            if deliver_events and settings.outbox_sweep_seconds > 0:
+                background.append(Sweeper(relays[name], settings.outbox_sweep_seconds))
+        if deliver_events and service.revocations is not None:
+            refresh = service.revocations.refresh
+            background.append(Repeating(f"deny-list-{name}", refresh, every=REFRESH_SECONDS))
+    for thread in background:
+        thread.start()
     root = create_root_app(services, metrics)
     metrics.instrument(root, "root")
-    return Application(root, services, peers, metrics, relays, sweepers)
+    return Application(root, services, peers, metrics, relays, background)

@@ -3,7 +3,7 @@
     relay = Relay(service, peers, subscribers={"order", "payment"}, metrics=metrics)
     relay.watch()                           # deliver right after each commit that published
     sweeper = Sweeper(relay, interval=2.0)  # and at start-up, then every interval seconds
-    sweeper.start(); ...; sweeper.stop()
+    sweeper.start(); ...; sweeper.stop()   # app.runtime.background.Repeating
 
 The composition builds one relay per service that has an outbox. Each event goes to
 every subscriber at ``POST /<subscriber>/internal/events`` (``app.kit.events``): in this
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import Any
@@ -33,6 +32,7 @@ from app.kit.errors import ServiceUnavailable
 from app.kit.events import INBOX_ROUTE, Outbox, RetryLater
 from app.kit.peers import Peers
 from app.kit.service import ServiceParts
+from app.runtime.background import Repeating
 from app.runtime.observability import Metrics
 
 LEASE = timedelta(seconds=10)
@@ -157,30 +157,9 @@ class Relay:
         return f"answered {reply.status}"
 
 
-class Sweeper:
-    """A daemon thread that delivers due events at start-up and every ``interval`` seconds."""
+class Sweeper(Repeating):
+    """Delivers what is due at start-up and every ``interval`` seconds (``outbox-<name>``)."""
 
     def __init__(self, relay: Relay, interval: float):
+        super().__init__(f"outbox-{relay.service.name}", relay.deliver, every=interval)
         self.relay = relay
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, name=f"outbox-{relay.service.name}", daemon=True
-        )
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.relay.deliver()
-            except Exception:  # a database blip must not end the sweeper
-                log.exception("outbox sweep failed")
-            self._stop.wait(self.interval)
-
-    def stop(self) -> None:
-        """Stop after the current delivery."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=30)

@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import MetaData, inspect
+from sqlalchemy import MetaData, inspect, text
 from support import (
     SECRET,
     SERVICES,
@@ -36,7 +36,7 @@ from app.runtime.migrations import (
     version_table,
 )
 
-HEADS = {"user": "0002", "order": "0002", "payment": "0001"}
+HEADS = {"user": "0002", "order": "0003", "payment": "0002"}
 """The revision each service's history ends at."""
 
 
@@ -252,3 +252,27 @@ def test_development_start_up_migrates_to_head(run, urls, tmp_path: Path):
     result = run("migrate")  # the operator's command finds nothing left to do
     assert result.exit_code == 0, result.output
     assert "adopted" not in result.output
+
+
+@pytest.mark.parametrize(("service", "before"), [("order", "0002"), ("payment", "0001")])
+def test_deny_list_entries_made_before_their_times_were_kept_get_one(
+    service_database, service: str, before: str
+):
+    database = service_database(service)
+    package = f"{service}_service"
+    upgrade(database, service, package, before)
+    with database.engine.begin() as connection:
+        connection.exec_driver_sql(
+            "INSERT INTO denied_tokens (jti, expires_at) VALUES ('old', '2999-01-01 00:00:00')"
+        )
+        connection.exec_driver_sql("INSERT INTO token_versions (user_id, version) VALUES (7, 2)")
+    upgrade(database, service, package)
+    with database.unit_of_work(readonly=True) as session:
+        [(jti, denied_at)] = session.execute(text("SELECT jti, denied_at FROM denied_tokens"))
+        [(version, changed_at)] = session.execute(
+            text("SELECT version, changed_at FROM token_versions")
+        )
+    assert (jti, version) == ("old", 2)
+    assert denied_at is not None
+    assert changed_at is not None
+    assert differences(database, service) == []
