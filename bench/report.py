@@ -8,7 +8,9 @@
 A case's req/s, p50, p99 and CPU per request are the medians over its rounds (one slow
 round moves none of them); "spread" is half the range of its req/s over the median.
 Peak RSS is the largest VmHWM read after the case's rounds: cases that share a server
-share its peak. Ratios divide medians.
+share its peak. "Others' CPU" is the most that processes other than the server and wrk
+took of the machine in any of the case's rounds: above a few percent, the machine was
+not quiet. Ratios divide medians.
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ class Measurement:
     peak_rss_mib: float
     failed: int
     flows_per_second: float
+    others_cpu_share: float
+    """The share of the machine's CPU that processes other than the server and wrk used
+    during the run: how noisy the machine was."""
 
 
 @dataclass(frozen=True)
@@ -111,6 +116,7 @@ def summarize(measurements: list[Measurement]) -> dict[str, dict[str, Any]]:
             "peak_rss_mib": max(m.peak_rss_mib for m in rounds),
             "failed": sum(m.failed for m in rounds),
             "flows_per_second": statistics.median(m.flows_per_second for m in rounds),
+            "others_cpu_share": max(m.others_cpu_share for m in rounds),
         }
     raw = summaries.get("raw_wsgi", {}).get(RPS)
     for summary in summaries.values():
@@ -146,8 +152,8 @@ def markdown(
         header,
         "",
         "| case | req/s | spread | p50 ms | p99 ms | server CPU µs/req | peak RSS MiB "
-        "| ÷ raw WSGI | failed |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| ÷ raw WSGI | failed | others' CPU |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for summary in summaries.values():
         of_raw = summary["of_raw_wsgi"]
@@ -155,7 +161,8 @@ def markdown(
             f"| {summary['title']} | {count(summary[RPS])} | ±{summary['spread']:.0%} "
             f"| {_ms(summary['p50_ms'])} | {_ms(summary['p99_ms'])} "
             f"| {count(summary['cpu_us_per_request'])} | {summary['peak_rss_mib']:.0f} "
-            f"| {'—' if of_raw is None else f'{of_raw:.2f}'} | {summary['failed']} |"
+            f"| {'—' if of_raw is None else f'{of_raw:.2f}'} | {summary['failed']} "
+            f"| {summary['others_cpu_share']:.0%} |"
         )
     if "pay_flow" in summaries:
         lines += [

@@ -19,6 +19,7 @@ import argparse
 import os
 import platform
 import random
+import resource
 import secrets
 import shutil
 import sqlite3
@@ -29,7 +30,7 @@ import time
 from collections.abc import Sequence
 from contextlib import ExitStack
 from datetime import UTC, datetime
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ from bench import report
 from bench.cases import CASES, SERVERS, Case, Fixture
 from bench.load import ensure_wrk, run_wrk
 from bench.seed import READER, WRITER, reader_order_ids, seed, username
-from bench.servers import WAITRESS_THREADS, Server
+from bench.servers import ROOT, WAITRESS_THREADS, Server, machine_busy_seconds
 from bench.shop import (
     DEFAULT_POSTGRES_URL,
     database_urls,
@@ -55,7 +56,7 @@ WARM_UP_SECONDS = 1
 READ_SAMPLE = 1000
 """How many of the reader's order ids ``GET /order/<id>`` picks among."""
 PACKAGES = ("waitress", "flask", "flask-restful", "flask-jwt-extended", "sqlalchemy", "pydantic")
-PEER_PACKAGES = ("fastapi", "uvicorn", "flask-sqlalchemy")
+PEER_PACKAGES = ("fastapi", "uvicorn", "uvloop", "httptools", "flask-sqlalchemy")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -111,6 +112,7 @@ def _chosen(names: str | None) -> list[Case]:
 
 def _run(options: argparse.Namespace, cases: list[Case], folder: Path) -> None:
     started = datetime.now(UTC)
+    commit = _commit()
     secret = secrets.token_urlsafe(48)
     envs = {"shop": shop_environment(folder / "sqlite", secret)}
     seeding = {"sqlite": _seed(envs["shop"], options.users, options.orders)}
@@ -143,13 +145,14 @@ def _run(options: argparse.Namespace, cases: list[Case], folder: Path) -> None:
     summaries = report.summarize(measurements)
     found = report.ratios(summaries)
     machine = _machine(options.postgres_url if "postgresql" in seeding else None)
-    table = report.markdown(summaries, found, _header(options, started, seeding, machine))
+    table = report.markdown(summaries, found, _header(options, started, commit, seeding, machine))
     print(table)
     complete = options.cases is None
     report.write_json(
         report.RESULTS / ("latest.json" if complete else "partial.json"),
         {
             "started": started.isoformat(timespec="seconds"),
+            "commit": commit,
             "settings": {
                 "seconds": options.seconds,
                 "rounds": options.rounds,
@@ -240,14 +243,23 @@ def _warm_up(case: Case, server: Server, fixture: Fixture) -> None:
         raise SystemExit(f"bench: {case.name} failed {load.failed} of {load.requests}:\n{tail}")
 
 
+def _cpu_clocks(server: Server) -> tuple[float, float, float]:
+    """CPU seconds so far of the server, of wrk (this process's finished children), and of
+    the whole machine."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return server.cpu_seconds(), children.ru_utime + children.ru_stime, machine_busy_seconds()
+
+
 def _measure(
     case: Case, number: int, server: Server, fixture: Fixture, seconds: int
 ) -> report.Measurement:
-    cpu = server.cpu_seconds()
+    before = _cpu_clocks(server)
     load = run_wrk(
         server.url, case.wrk_args(fixture), seconds=seconds, connections=case.connections
     )
-    cpu = server.cpu_seconds() - cpu
+    cpu, wrk, machine = (
+        after - then for after, then in zip(_cpu_clocks(server), before, strict=True)
+    )
     measurement = report.Measurement(
         case=case.name,
         round=number,
@@ -260,14 +272,28 @@ def _measure(
         peak_rss_mib=server.peak_rss_kib() / 1024,
         failed=load.failed,
         flows_per_second=load.flows / load.seconds,
+        others_cpu_share=max(0.0, machine - cpu - wrk) / (load.seconds * (os.cpu_count() or 1)),
     )
     print(
         f"round {number} {case.name:20} {measurement.requests_per_second:8.0f} req/s  "
         f"p50 {measurement.p50_ms:7.2f} ms  p99 {measurement.p99_ms:7.2f} ms  "
-        f"{measurement.cpu_us_per_request:6.0f} µs CPU/req  {measurement.failed} failed",
+        f"{measurement.cpu_us_per_request:6.0f} µs CPU/req  {measurement.failed} failed  "
+        f"others {measurement.others_cpu_share:.0%}",
         file=sys.stderr,
     )
     return measurement
+
+
+def _commit() -> str:
+    """The commit measured, ``-dirty`` when tracked files differ from it."""
+    described = subprocess.run(
+        ["git", "describe", "--always", "--dirty"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return described.stdout.strip() or "unknown"
 
 
 def _machine(postgres_url: str | None) -> dict[str, Any]:
@@ -279,8 +305,15 @@ def _machine(postgres_url: str | None) -> dict[str, Any]:
         "sqlite": sqlite3.sqlite_version,
         "postgresql": postgres_version(postgres_url) if postgres_url else None,
         "wrk": wrk.split()[1] if wrk else "unknown",
-        "packages": {name: version(name) for name in PACKAGES + PEER_PACKAGES},
+        "packages": {name: _version(name) for name in PACKAGES + PEER_PACKAGES},
     }
+
+
+def _version(package: str) -> str:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "absent"
 
 
 def _cpu_model() -> str:
@@ -293,13 +326,15 @@ def _cpu_model() -> str:
 def _header(
     options: argparse.Namespace,
     started: datetime,
+    commit: str,
     seeding: dict[str, dict[str, Any]],
     machine: dict[str, Any],
 ) -> str:
     rounds = f"{options.rounds} round{'s' if options.rounds > 1 else ''}"
     lines = [
-        f"Run of {started:%Y-%m-%d %H:%M} UTC: {rounds} of {options.seconds} s per case, "
-        "interleaved; wrk -t2 -c8 (login -c4); production settings.",
+        f"Run of {started:%Y-%m-%d %H:%M} UTC at commit {commit}: {rounds} of "
+        f"{options.seconds} s per case, interleaved; wrk -t2 -c8 (login -c4); "
+        "production settings.",
     ]
     for database, name in (("sqlite", "SQLite"), ("postgresql", "PostgreSQL")):
         if database in seeding:

@@ -32,6 +32,14 @@ WAITRESS_THREADS = 4
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
+def machine_busy_seconds() -> float:
+    """CPU time that processes have used on the whole machine (every core), from
+    ``/proc/stat``: user and system time, without interrupts, which no process is charged
+    for, so that loopback traffic does not count as another process."""
+    user, nice, system = (int(ticks) for ticks in Path("/proc/stat").read_text().split()[1:4])
+    return (user + nice + system) / CLOCK_TICKS
+
+
 def waitress(target: str, *, call: bool = False) -> list[str]:
     """``waitress-serve`` as the benchmark runs every WSGI app; ``{port}`` is filled in."""
     command = [str(BIN / "waitress-serve"), f"--threads={WAITRESS_THREADS}"]
