@@ -75,10 +75,13 @@ class Logins(Resource):
     def post(self) -> Response:
         """Exchange a username and password for an access and a refresh token."""
         form = parse(Credentials)
-        with unit_of_work() as session:
+        with unit_of_work(readonly=True) as session:  # the slow hash check locks nothing
             user = service.authenticate(session, form)
-            access = _access_token(user)
-            refresh = issue_refresh_token(user.id, user.role, {"ver": user.token_version})
+        if service.hash_is_outdated(user):
+            with unit_of_work() as session:
+                service.upgrade_password_hash(session, user.id, form.password)
+        access = _access_token(user)
+        refresh = issue_refresh_token(user.id, user.role, {"ver": user.token_version})
         return ok(TokenPair(**access.model_dump(), refresh_token=refresh), "logged in")
 
 

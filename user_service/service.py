@@ -50,16 +50,29 @@ def register(session: Session, form: Registration, *, role: str = "user") -> Use
 
 
 def authenticate(session: Session, form: Credentials) -> User:
-    """The user these credentials prove, else ``invalid_credentials`` in about the same time."""
+    """The user these credentials prove, else ``invalid_credentials`` in about the same time.
+
+    It only reads, so the slow hash check runs in a read-only unit of work and holds no
+    write lock; an outdated hash is upgraded afterwards (``upgrade_password_hash``)."""
     user = session.scalar(select(User).where(User.username_key == _key(form.username)))
     if user is None:
         passwords.spend_verification_time(form.password)
         raise InvalidCredentials()
     if not passwords.verify_password(user.password_hash, form.password):
         raise InvalidCredentials()
-    if passwords.needs_rehash(user.password_hash):
-        user.password_hash = passwords.hash_password(form.password)
     return user
+
+
+def hash_is_outdated(user: User) -> bool:
+    """Its hash was made with weaker parameters than today's."""
+    return passwords.needs_rehash(user.password_hash)
+
+
+def upgrade_password_hash(session: Session, user_id: int, password: str) -> None:
+    """Rehash a password that a login has just proved, with today's parameters."""
+    user = get_user(session, user_id)
+    if passwords.needs_rehash(user.password_hash):
+        user.password_hash = passwords.hash_password(password)
 
 
 def get_user(session: Session, user_id: int) -> User:

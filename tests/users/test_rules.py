@@ -109,12 +109,15 @@ def test_wrong_password_and_unknown_user_cost_one_verification_each(
     assert len(calls) == 1
 
 
-def test_authenticate_upgrades_an_outdated_hash(session: Session):
+def test_a_login_upgrades_an_outdated_hash(session: Session):
     user = service.register(session, registration())
     user.password_hash = PasswordHasher(time_cost=1, memory_cost=8192).hash(PASSWORD)
-    service.authenticate(session, Credentials(username="alice", password=PASSWORD))
+    proved = service.authenticate(session, Credentials(username="alice", password=PASSWORD))
+    assert service.hash_is_outdated(proved)
+    service.upgrade_password_hash(session, proved.id, PASSWORD)
     assert user.password_hash.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
     assert passwords.verify_password(user.password_hash, PASSWORD)
+    assert not service.hash_is_outdated(user)
 
 
 def test_a_user_views_only_their_own_account(session: Session):
@@ -214,3 +217,19 @@ def test_the_documented_email_schema_refuses_exactly_the_reserved_domains(email:
     else:
         accepted = True
     assert documented == accepted
+
+
+def test_logging_in_with_an_outdated_hash_upgrades_it(user_app):
+    """The hash is checked in a read-only unit of work; the upgrade is its own write."""
+    client = user_app.test_client()
+    body = {"username": "carol", "password": PASSWORD, "email": "carol@example.com"}
+    assert client.post("/register", json=body).status_code == 201
+    database = user_app.extensions["microshop"].database
+    with database.unit_of_work() as session:
+        carol = session.scalar(select(User).where(User.username_key == "carol"))
+        carol.password_hash = PasswordHasher(time_cost=1, memory_cost=8192).hash(PASSWORD)
+    login = client.post("/login", json={"username": "carol", "password": PASSWORD})
+    assert login.status_code == 200
+    with database.unit_of_work(readonly=True) as session:
+        carol = session.scalar(select(User).where(User.username_key == "carol"))
+        assert carol.password_hash.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
