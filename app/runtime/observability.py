@@ -23,7 +23,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -60,6 +60,8 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 OTHER_METHOD = "OTHER"
 METRICS = "microshop.metrics"
 """In ``app.extensions``: the ``Metrics`` and service name that ``instrument`` gave it."""
+WAITRESS_QUEUE = "waitress.queue"
+QUEUE_WARNING_SECONDS = 60
 LOG_FIELDS = ("service", "method", "route", "status", "duration_ms", "request_id", "user_id")
 _STARTED = "observability_started"
 _DONE = "observability_done"
@@ -96,13 +98,35 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class AtMostEvery(logging.Filter):
+    """Lets one record through every ``seconds``, and drops the others in between."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic):
+        super().__init__()
+        self.seconds = seconds
+        self.clock = clock
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now = self.clock()
+        with self._lock:
+            if now < self._next:
+                return False
+            self._next = now + self.seconds
+            return True
+
+
 def configure_logging() -> None:
     """JSON lines on stderr for this process, once; a host's own logging set-up wins.
 
     The ``microshop`` loggers log at INFO (the access lines) unless a level was set for them.
     If the root logger has no handler yet, it gets one: stderr, ``JsonFormatter``; so the
-    platform's lines, the services' and waitress's all come out as JSON. Calling it again,
-    as every app built in one process does, changes nothing."""
+    platform's lines, the services' and waitress's all come out as JSON. waitress warns
+    "Task queue depth is N" for every request that waits for a thread, which under load
+    is nearly every request (a tenth of a request's CPU in a profile of ``/healthz``):
+    that one passes at most once a minute. Calling it again, as every app built in one
+    process does, changes nothing."""
     with _configure_lock:
         microshop = logging.getLogger("microshop")
         if microshop.level == logging.NOTSET:
@@ -112,6 +136,7 @@ def configure_logging() -> None:
             handler = logging.StreamHandler()  # sys.stderr
             handler.setFormatter(JsonFormatter())
             root.addHandler(handler)
+            logging.getLogger(WAITRESS_QUEUE).addFilter(AtMostEvery(QUEUE_WARNING_SECONDS))
 
 
 def _observe_requests(app: Flask) -> None:

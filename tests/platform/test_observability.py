@@ -29,7 +29,14 @@ from werkzeug.test import Client
 
 from app.kit.service import parts_of
 from app.runtime.composition import Application, create_application
-from app.runtime.observability import UNMATCHED, JsonFormatter, configure_logging
+from app.runtime.observability import (
+    QUEUE_WARNING_SECONDS,
+    UNMATCHED,
+    WAITRESS_QUEUE,
+    AtMostEvery,
+    JsonFormatter,
+    configure_logging,
+)
 from app.settings import ServiceSpec
 
 REQUESTS = "microshop_http_requests"
@@ -345,3 +352,16 @@ def test_a_real_server_logs_json_lines_without_secrets(tmp_path: Path):
     assert [e["user_id"] for e in lines if e["route"] == "/user/me"] == [me.json()["data"]["id"]]
     for secret in (PASSWORD, tokens["access_token"], tokens["refresh_token"]):
         assert secret not in text
+
+
+def test_waitress_queue_warnings_pass_at_most_once_a_minute():
+    now = [1000.0]
+    gate = AtMostEvery(QUEUE_WARNING_SECONDS, clock=lambda: now[0])
+    record = logging.LogRecord(
+        WAITRESS_QUEUE, logging.WARNING, __file__, 1, "Task queue depth is %d", (3,), None
+    )
+    passed = []
+    for seconds in (0, 1, 30, 59.9, 60, 61, 119.9, 120.5):
+        now[0] = 1000.0 + seconds
+        passed.append(gate.filter(record))
+    assert passed == [True, False, False, False, True, False, False, True]
