@@ -26,7 +26,7 @@ run: $(VENV)/.installed
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/lint-imports
+	$(BIN)/lint-imports --no-cache
 
 # One worker per core; a test file stays on one worker, so a module's shared shop is
 # built once (--dist loadfile). `.venv/bin/pytest tests/...` runs a part serially.

@@ -158,7 +158,7 @@ def create_application(
             parts[name] = service
             if not settings.is_production:
                 prepare_schema(service.database, name, app.import_name)  # type: ignore[attr-defined]
-            add_document_route(app, name)  # type: ignore[arg-type]
+            add_document_route(app, name, __version__)  # type: ignore[arg-type]
         metrics.instrument(app, name)
     subscribers = {name for name, service in parts.items() if service.outbox} | set(peers.urls)
     relays: dict[str, Relay] = {}

@@ -1,7 +1,7 @@
 """OpenAPI 3.1 documents built from the code: routes from Flask, shapes from pydantic.
 
     document = build_document(app, service="order", server="/order", version=__version__)
-    add_document_route(order_app, "order")     # GET /order/openapi.json serves it
+    add_document_route(order_app, "order", __version__)   # GET /order/openapi.json
 
 Every route a service registers must carry an ``@operation`` (``app.kit.openapi``; the
 builder refuses an undocumented one), and request and response schemas come from the
@@ -19,7 +19,6 @@ from flask import Flask, Response, current_app, request
 from pydantic import BaseModel
 from werkzeug.routing import Rule
 
-from app import __version__
 from app.kit.database import MAX_ID
 from app.kit.openapi import ATTRIBUTE, Operation
 
@@ -233,14 +232,14 @@ def build_document(app: Flask, *, service: str, server: str, version: str) -> di
     }
 
 
-def add_document_route(app: Flask, service: str) -> None:
+def add_document_route(app: Flask, service: str, version: str) -> None:
     """``GET /openapi.json`` on a service's app: its document, built from its routes."""
 
     @app.get("/openapi.json")
     def openapi_document() -> Response:
         """This service's OpenAPI 3.1 document, built from its routes and models."""
         document = build_document(
-            app, service=service, server=request.script_root, version=__version__
+            app, service=service, server=request.script_root, version=version
         )
         return current_app.response_class(
             current_app.json.dumps(document), mimetype="application/json"
