@@ -238,9 +238,7 @@ def add_document_route(app: Flask, service: str, version: str) -> None:
     @app.get("/openapi.json")
     def openapi_document() -> Response:
         """This service's OpenAPI 3.1 document, built from its routes and models."""
-        document = build_document(
-            app, service=service, server=request.script_root, version=version
-        )
+        document = build_document(app, service=service, server=request.script_root, version=version)
         return current_app.response_class(
             current_app.json.dumps(document), mimetype="application/json"
         )
