@@ -1,27 +1,42 @@
-"""Settings read from the environment (12-factor), once, at start-up.
+"""Settings read from the environment (12-factor), once, at start-up, and checked there.
 
     settings = Settings.from_env()          # MICROSHOP_* variables
     settings.database_url("order")          # each service's own database
 
+Every value is checked here and nowhere else: one that cannot be used raises
+``ConfigError``, one line that names the variable and says what it accepts, so a bad
+value stops start-up instead of failing later (or, for a rate limit, failing open).
 Production refuses to start without a strong ``MICROSHOP_JWT_SECRET``; development
 makes one secret once and keeps it in the instance folder, so tokens survive restarts.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from limits import parse_many
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 ENVIRONMENTS = ("development", "testing", "production")
 DEFAULT_SERVICES = "user,order,payment"
 MIN_SECRET_LENGTH = 32
+MAX_TOKEN_TTL = 366 * 24 * 60 * 60
+"""A year and a day: no token lives longer (a larger number would not even be a date)."""
+MAX_PORT = 65535
 _SERVICE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _SERVICE_URL = re.compile(r"^MICROSHOP_([A-Z][A-Z0-9_]*)_URL$")
 _NOT_SERVICES = {"REDIS"}
+_REDIS_SCHEMES = ("redis", "rediss", "redis+unix")
+_RATE_LIMIT = "a limit such as '10 per minute' (several joined by ';')"
+_DATABASE_URL = "a database URL such as sqlite:///path/to/file.db or postgresql://user@host/db"
 
 
 class ConfigError(Exception):
@@ -64,20 +79,28 @@ class ServingLimits:
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ServingLimits:
         return cls(
-            threads=_positive_int(environ, "MICROSHOP_THREADS", cls.threads),
-            connection_limit=_positive_int(
-                environ, "MICROSHOP_CONNECTION_LIMIT", cls.connection_limit
+            threads=_whole_number(environ, "MICROSHOP_THREADS", cls.threads, maximum=1024),
+            connection_limit=_whole_number(
+                environ, "MICROSHOP_CONNECTION_LIMIT", cls.connection_limit, maximum=100_000
             ),
-            channel_timeout=_positive_int(
-                environ, "MICROSHOP_CHANNEL_TIMEOUT", cls.channel_timeout
+            channel_timeout=_whole_number(
+                environ, "MICROSHOP_CHANNEL_TIMEOUT", cls.channel_timeout, maximum=3600
             ),
-            max_header_bytes=_positive_int(
-                environ, "MICROSHOP_MAX_HEADER_BYTES", cls.max_header_bytes
+            max_header_bytes=_whole_number(
+                environ,
+                "MICROSHOP_MAX_HEADER_BYTES",
+                cls.max_header_bytes,
+                minimum=1024,
+                maximum=1024 * 1024,
             ),
-            max_body_bytes=_positive_int(
-                environ, "MICROSHOP_MAX_REQUEST_BYTES", cls.max_body_bytes
+            max_body_bytes=_whole_number(
+                environ,
+                "MICROSHOP_MAX_REQUEST_BYTES",
+                cls.max_body_bytes,
+                minimum=64 * 1024,
+                maximum=1024**3,
             ),
-            trusted_proxy=environ.get("MICROSHOP_TRUSTED_PROXY") or None,
+            trusted_proxy=_trusted_proxy(environ.get("MICROSHOP_TRUSTED_PROXY", "")),
         )
 
 
@@ -94,7 +117,14 @@ class Settings:
     access_token_ttl: int = 15 * 60
     refresh_token_ttl: int = 30 * 24 * 60 * 60
     login_rate_limit: str = "10 per minute"
+    password_rate_limit: str = "10 per minute"  # noqa: S105 - a limit, not a password
     serving: ServingLimits = field(default_factory=ServingLimits)
+
+    def __post_init__(self) -> None:
+        """A rate limit that flask-limiter cannot parse would switch the limit off (it logs
+        and lets every request through), so no ``Settings`` is ever made with one."""
+        _check_rate_limit("MICROSHOP_LOGIN_RATE_LIMIT", self.login_rate_limit)
+        _check_rate_limit("MICROSHOP_PASSWORD_RATE_LIMIT", self.password_rate_limit)
 
     @property
     def is_production(self) -> bool:
@@ -117,28 +147,37 @@ class Settings:
             )
         instance_dir = Path(environ.get("MICROSHOP_INSTANCE_DIR") or "instance").resolve()
         services = services_from_env(environ)
+        database_urls = _database_urls(environ)
+        if env != "production" or any(spec.name not in database_urls for spec in services):
+            _writable_folder("MICROSHOP_INSTANCE_DIR", instance_dir)  # a secret or SQLite files
         return cls(
             env=env,
             jwt_secret=_jwt_secret(environ.get("MICROSHOP_JWT_SECRET", ""), env, instance_dir),
             instance_dir=instance_dir,
             services=services,
             database_urls={
-                spec.name: environ[f"MICROSHOP_{spec.name.upper()}_DATABASE_URL"]
+                spec.name: database_urls[spec.name]
                 for spec in services
-                if environ.get(f"MICROSHOP_{spec.name.upper()}_DATABASE_URL")
+                if spec.name in database_urls
             },
             service_urls=_service_urls(environ),
-            redis_url=environ.get("MICROSHOP_REDIS_URL") or None,
+            redis_url=_redis_url(environ.get("MICROSHOP_REDIS_URL", "")),
             outbox_sweep_seconds=_seconds(
                 environ, "MICROSHOP_OUTBOX_SWEEP_SECONDS", cls.outbox_sweep_seconds
             ),
-            access_token_ttl=_positive_int(
-                environ, "MICROSHOP_ACCESS_TOKEN_TTL", cls.access_token_ttl
+            access_token_ttl=_whole_number(
+                environ, "MICROSHOP_ACCESS_TOKEN_TTL", cls.access_token_ttl, maximum=MAX_TOKEN_TTL
             ),
-            refresh_token_ttl=_positive_int(
-                environ, "MICROSHOP_REFRESH_TOKEN_TTL", cls.refresh_token_ttl
+            refresh_token_ttl=_whole_number(
+                environ,
+                "MICROSHOP_REFRESH_TOKEN_TTL",
+                cls.refresh_token_ttl,
+                maximum=MAX_TOKEN_TTL,
             ),
-            login_rate_limit=environ.get("MICROSHOP_LOGIN_RATE_LIMIT", cls.login_rate_limit),
+            login_rate_limit=environ.get("MICROSHOP_LOGIN_RATE_LIMIT") or cls.login_rate_limit,
+            password_rate_limit=(
+                environ.get("MICROSHOP_PASSWORD_RATE_LIMIT") or cls.password_rate_limit
+            ),
             serving=ServingLimits.from_env(environ),
         )
 
@@ -155,6 +194,50 @@ def services_from_env(environ: Mapping[str, str]) -> tuple[ServiceSpec, ...]:
     return services
 
 
+def port(raw: str, name: str) -> int:
+    """A TCP port to listen on, from ``--port`` or ``PORT`` (``name`` says which)."""
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_PORT:
+        raise ConfigError(f"{name} must be a port number from 1 to {MAX_PORT}, not {raw!r}")
+    return value
+
+
+def _database_urls(environ: Mapping[str, str]) -> dict[str, str]:
+    """Every ``MICROSHOP_<NAME>_DATABASE_URL``, checked, by service name; a URL is never
+    quoted back, since it may hold a password."""
+    urls = {}
+    for key, value in environ.items():
+        match = _SERVICE_URL.match(key)
+        name = match[1] if match else ""
+        if not value or not name.endswith("_DATABASE") or name.startswith("TEST_"):
+            continue
+        _check_database_url(key, value)
+        urls[name.removesuffix("_DATABASE").lower()] = value
+    return urls
+
+
+def _check_database_url(name: str, value: str) -> None:
+    try:
+        url = make_url(value)
+        dialect = url.get_dialect()
+    except (ArgumentError, NoSuchModuleError, ValueError):
+        raise ConfigError(f"{name} must be {_DATABASE_URL}") from None
+    try:
+        dialect.import_dbapi()
+    except ImportError:
+        raise ConfigError(
+            f"{name}: the {url.get_driver_name()!r} driver of {url.get_backend_name()} "
+            "is not installed"
+        ) from None
+    if url.port is not None and not 1 <= url.port <= MAX_PORT:
+        raise ConfigError(f"{name} must be {_DATABASE_URL}, with a port from 1 to {MAX_PORT}")
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        _writable_folder(name, Path(url.database).resolve().parent)
+
+
 def _service_urls(environ: Mapping[str, str]) -> dict[str, str]:
     """``MICROSHOP_<NAME>_URL``: where a service that is not mounted here answers.
 
@@ -167,10 +250,75 @@ def _service_urls(environ: Mapping[str, str]) -> dict[str, str]:
             continue
         if name.endswith("_DATABASE"):
             continue
-        if not value.startswith(("http://", "https://")):
-            raise ConfigError(f"{key} must be an http:// or https:// base URL, not {value!r}")
+        if not _is_base_url(value, ("http", "https")):
+            raise ConfigError(
+                f"{key} must be an http:// or https:// base URL such as "
+                f"http://10.0.0.5:8080, not {value!r}"
+            )
         urls[name.lower()] = value.rstrip("/")
     return urls
+
+
+def _is_base_url(value: str, schemes: tuple[str, ...]) -> bool:
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        return False
+    return parts.scheme in schemes and bool(parts.hostname) and not parts.query + parts.fragment
+
+
+def _redis_url(value: str) -> str | None:
+    if not value:
+        return None
+    scheme = value.partition("://")[0]
+    if scheme == "redis+unix":
+        valid = bool(urlsplit(value).path)
+    else:
+        valid = _is_base_url(value, _REDIS_SCHEMES)
+    if not valid:
+        raise ConfigError(
+            "MICROSHOP_REDIS_URL must be a Redis URL: redis://[:password@]host[:port][/db], "
+            "rediss:// (TLS) or redis+unix:///path/to/socket"
+        )
+    return value
+
+
+def _trusted_proxy(value: str) -> str | None:
+    value = value.strip()
+    if not value:
+        return None
+    if value != "*":
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise ConfigError(
+                "MICROSHOP_TRUSTED_PROXY must be the proxy's IP address (such as 10.0.0.2) "
+                f"or * for any peer, not {value!r}"
+            ) from None
+    return value
+
+
+def _check_rate_limit(name: str, value: str) -> None:
+    try:
+        limits = parse_many(value)
+    except ValueError:
+        limits = []
+    if not limits or any(limit.amount < 1 for limit in limits):
+        raise ConfigError(f"{name} must be {_RATE_LIMIT}, not {value!r}")
+
+
+def _writable_folder(name: str, path: Path) -> None:
+    """``path`` is a folder microshop can write in, made if it is missing."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(
+            f"{name}: cannot make the folder {str(path)!r} ({error.strerror}); "
+            "it must be a folder microshop can write in"
+        ) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"{name}: the folder {str(path)!r} is not writable by microshop")
 
 
 def _seconds(environ: Mapping[str, str], name: str, default: float) -> float:
@@ -180,22 +328,26 @@ def _seconds(environ: Mapping[str, str], name: str, default: float) -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a number of seconds, not {raw!r}") from None
-    if not 0 <= value < 3600:
-        raise ConfigError(f"{name} must be between 0 (off) and 3600 seconds")
+        value = -1.0
+    if not (value == 0 or 0.1 <= value <= 3600):
+        raise ConfigError(
+            f"{name} must be a number of seconds from 0.1 to 3600, or 0 (off), not {raw!r}"
+        )
     return value
 
 
-def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
+def _whole_number(
+    environ: Mapping[str, str], name: str, default: int, *, maximum: int, minimum: int = 1
+) -> int:
     raw = environ.get(name)
     if not raw:
         return default
     try:
         value = int(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
-    if value <= 0:
-        raise ConfigError(f"{name} must be greater than 0")
+        value = minimum - 1
+    if not minimum <= value <= maximum:
+        raise ConfigError(f"{name} must be a whole number from {minimum} to {maximum}, not {raw!r}")
     return value
 
 
