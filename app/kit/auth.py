@@ -6,6 +6,9 @@
         def get(self):
             caller = current_caller()           # Caller(id=7, role="user")
 
+The scheme is case-insensitive and may be followed by several spaces (RFC 7235):
+``bearer <token>`` is taken as ``Bearer <token>``.
+
 Every token failure answers 401 with its own slug (``missing_token``, ``invalid_token``,
 ``token_expired``, ``token_revoked``), never flask-jwt-extended's default 422.
 ``is_revoked(claims)`` is the service's deny-list check (``app.kit.deny_list``, in
@@ -22,6 +25,7 @@ Internal routes (``/<service>/internal/...``) take service tokens instead:
 from __future__ import annotations
 
 import functools
+import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -48,6 +52,9 @@ ROLES = ("user", "admin")
 SERVICE_AUDIENCE = "microshop-internal"
 SERVICE_TOKEN_TTL = 60
 View = TypeVar("View", bound=Callable[..., Any])
+BEARER = "Bearer"
+_BEARER_SCHEME = re.compile(r"(^|,)(\s*)bearer(?=\s)", re.IGNORECASE)
+"""The scheme of each credential in an ``Authorization`` value, in any case."""
 
 access_required = jwt_required()
 """Decorator: a valid, unrevoked access token in ``Authorization: Bearer``."""
@@ -119,9 +126,28 @@ def issue_service_token(secret: str, caller: str) -> str:
     return pyjwt.encode(claims, secret, algorithm="HS256")
 
 
+def _canonical_bearer_scheme() -> None:
+    """Spell the scheme ``Bearer`` in this request's ``Authorization`` header.
+
+    RFC 7235 makes the scheme case-insensitive; flask-jwt-extended (4.7) compares each
+    credential's first word with ``JWT_HEADER_TYPE`` exactly, and has no hook to do
+    otherwise, so ``bearer <token>`` would be a missing token."""
+    header = request.environ.get("HTTP_AUTHORIZATION")
+    if header:
+        request.environ["HTTP_AUTHORIZATION"] = _BEARER_SCHEME.sub(rf"\1\2{BEARER}", header)
+
+
+def _bearer_token() -> str | None:
+    """The token of ``Authorization: Bearer <token>`` (any case, any spaces); else None."""
+    words = request.headers.get("Authorization", "").split()
+    if len(words) == 2 and words[0].lower() == BEARER.lower():
+        return words[1]
+    return None
+
+
 def _service_claims() -> dict[str, Any]:
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme != "Bearer" or not token:
+    token = _bearer_token()
+    if token is None:
         raise Unauthorized("missing_token", "missing service token")
     try:
         claims = pyjwt.decode(
@@ -163,10 +189,12 @@ def init_jwt(
         JWT_ALGORITHM="HS256",
         JWT_DECODE_ALGORITHMS=["HS256"],
         JWT_TOKEN_LOCATION=["headers"],
+        JWT_HEADER_TYPE=BEARER,
         JWT_ACCESS_TOKEN_EXPIRES=timedelta(seconds=settings.access_token_ttl),
         JWT_REFRESH_TOKEN_EXPIRES=timedelta(seconds=settings.refresh_token_ttl),
         JWT_COOKIE_CSRF_PROTECT=False,
     )
+    app.before_request(_canonical_bearer_scheme)
     jwt = JWTManager(app)
     jwt.unauthorized_loader(_unauthorized("missing_token", "missing bearer token"))
     jwt.invalid_token_loader(_unauthorized("invalid_token", "invalid token"))
