@@ -24,7 +24,9 @@ Amount = Decimal | float | int | str
 DEFAULT_URL = "http://127.0.0.1:8080"
 IN_PROCESS_URL = "http://microshop.invalid"
 """The base URL of an in-process application: no request ever leaves the process."""
-DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0, pool=60.0)
+DEFAULT_LIMITS = httpx.Limits(max_connections=20, max_keepalive_connections=20)
+"""One pool per client: at most 20 sockets, kept open between calls."""
 RETRIES = 2
 BACKOFF = 0.1
 """Seconds before the first retry; each next waits four times longer (0.1 s, 0.4 s)."""

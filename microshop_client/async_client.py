@@ -63,6 +63,7 @@ class AsyncClient:
         timeout: httpx.Timeout | float = protocol.DEFAULT_TIMEOUT,
         transport: httpx.AsyncBaseTransport | None = None,
         headers: dict[str, str] | None = None,
+        limits: httpx.Limits = protocol.DEFAULT_LIMITS,
     ) -> None:
         if app is not None:
             transport = WsgiInThreads(app)
@@ -72,6 +73,7 @@ class AsyncClient:
             timeout=timeout,
             transport=transport,
             headers=headers,
+            limits=limits,
         )
         self.tokens = Tokens(access_token, refresh_token) if access_token else None
         self._username: str | None = None

@@ -57,6 +57,7 @@ class Client:
         timeout: httpx.Timeout | float = protocol.DEFAULT_TIMEOUT,
         transport: httpx.BaseTransport | None = None,
         headers: dict[str, str] | None = None,
+        limits: httpx.Limits = protocol.DEFAULT_LIMITS,
     ) -> None:
         if app is not None:
             transport = httpx.WSGITransport(app=app)
@@ -66,6 +67,7 @@ class Client:
             timeout=timeout,
             transport=transport,
             headers=headers,
+            limits=limits,
         )
         self.tokens = Tokens(access_token, refresh_token) if access_token else None
         self._username: str | None = None
