@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from flask import Response
-from flask_restful import Resource
 
+from app.kit.api import Resource
 from app.kit.auth import access_required, current_caller, service_required
 from app.kit.openapi import operation
 from app.kit.responses import created, ok
@@ -37,13 +37,13 @@ class OrderList(Resource):
 class OrderItem(Resource):
     method_decorators = [access_required]
 
-    @operation(responses={200: OrderOut}, errors=(403, 404))
+    @operation(responses={200: OrderOut}, errors=(403, 404, 422))
     def get(self, order_id: int) -> Response:
         """One order, for its owner or an admin."""
         with unit_of_work(readonly=True) as session:
             return ok(OrderOut.of(service.owned_order(session, current_caller(), order_id)))
 
-    @operation(responses={200: OrderOut}, errors=(403, 404))
+    @operation(responses={200: OrderOut}, errors=(403, 404, 422))
     def delete(self, order_id: int) -> Response:
         """Cancel an order (kept, never deleted); cancelling again changes nothing."""
         with unit_of_work() as session:

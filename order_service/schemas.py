@@ -26,11 +26,21 @@ def _user_id(value: Any) -> int:
 
 
 class NewOrder(RequestModel):
-    product: text(min_length=1, max_length=200, pattern=NOT_BLANK)
+    product: text(
+        min_length=1,
+        max_length=200,
+        pattern=NOT_BLANK,
+        message="must be 1 to 200 characters, not all whitespace",
+    )
     price: money(maximum=MAX_PRICE_MINOR)
     """In minor units once validated."""
     quantity: whole_number(minimum=1, maximum=1000) = 1
-    currency: text(min_length=3, max_length=3, pattern=r"^[A-Z]{3}$") = "USD"
+    currency: text(
+        min_length=3,
+        max_length=3,
+        pattern=r"^[A-Z]{3}$",
+        message="must be three capital letters A-Z, such as USD",
+    ) = "USD"
     userid: (
         Annotated[
             int,

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from flask import Response
-from flask_restful import Resource
 
+from app.kit.api import Resource
 from app.kit.auth import access_required, current_caller
 from app.kit.openapi import operation
 from app.kit.responses import created, ok
@@ -73,7 +73,7 @@ class PaymentList(Resource):
 class PaymentItem(Resource):
     method_decorators = [access_required]
 
-    @operation(responses={200: PaymentOut}, errors=(403, 404))
+    @operation(responses={200: PaymentOut}, errors=(403, 404, 422))
     def get(self, payment_id: int) -> Response:
         """One payment, for its payer or an admin."""
         with unit_of_work(readonly=True) as session:

@@ -19,7 +19,12 @@ class NewPayment(RequestModel):
     not know is named together with every other bad field."""
 
     order_id: whole_number(minimum=1, maximum=MAX_ID)
-    payment_method: text(min_length=1, max_length=64, pattern=r"^tok_[A-Za-z0-9_]+$") = "tok_visa"
+    payment_method: text(
+        min_length=1,
+        max_length=64,
+        pattern=r"^tok_[A-Za-z0-9_]+$",
+        message="must be a card token of at most 64 characters, such as tok_visa",
+    ) = "tok_visa"
 
     @field_validator("payment_method")
     @classmethod

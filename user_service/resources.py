@@ -7,9 +7,9 @@ from typing import Any
 
 from flask import Response
 from flask_jwt_extended import decode_token, get_jwt
-from flask_restful import Resource
 from jwt import PyJWTError
 
+from app.kit.api import Resource
 from app.kit.auth import (
     access_required,
     access_token_lifetime,
@@ -88,7 +88,7 @@ class Logins(Resource):
 class Refreshes(Resource):
     method_decorators = [refresh_required]
 
-    @operation(responses={200: AccessToken})
+    @operation(responses={200: AccessToken}, errors=(422,))
     def post(self) -> Response:
         """Exchange a refresh token for a new access token."""
         with unit_of_work(readonly=True) as session:
@@ -125,7 +125,7 @@ class Logouts(Resource):
 class CurrentUser(Resource):
     method_decorators = [access_required]
 
-    @operation(responses={200: UserOut})
+    @operation(responses={200: UserOut}, errors=(422,))
     def get(self) -> Response:
         """The caller's own account."""
         with unit_of_work(readonly=True) as session:
@@ -135,7 +135,7 @@ class CurrentUser(Resource):
 class UserItem(Resource):
     method_decorators = [access_required]
 
-    @operation(responses={200: UserOut}, errors=(403, 404))
+    @operation(responses={200: UserOut}, errors=(403, 404, 422))
     def get(self, user_id: int) -> Response:
         """An account, for that user or an admin."""
         with unit_of_work(readonly=True) as session:

@@ -10,8 +10,13 @@ from pydantic import BaseModel, EmailStr, Field, WithJsonSchema
 from app.kit.responses import ResponseModel
 from app.kit.validation import RequestModel, text
 
-Username = text(min_length=3, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")
-Password = text(min_length=8, max_length=128)
+Username = text(
+    min_length=3,
+    max_length=32,
+    pattern=r"^[A-Za-z0-9_.-]+$",
+    message="must be 3 to 32 characters, each a letter A-Z or a-z, a digit, _, . or -",
+)
+Password = text(min_length=8, max_length=128, message="must be 8 to 128 characters")
 GivenPassword = text(min_length=1, max_length=128)
 RESERVED_DOMAINS = ("arpa", "invalid", "local", "localhost", "onion", "test")
 """The special-use names email-validator refuses: no mail is ever delivered there."""

@@ -12,6 +12,9 @@ pysqlite serializable recipe: concurrent writers queue instead of failing or rac
 read-only one with ``BEGIN DEFERRED``, so readers never queue behind each other or a
 writer (WAL), and on PostgreSQL as ``READ ONLY``. SQLite also gets WAL, foreign keys and
 a busy timeout.
+A unit of work on a database that has no schema yet, or cannot be reached, raises
+``DatabaseNotReady`` (503 ``service_unavailable`` naming it) instead of the driver's error,
+and works as soon as the schema is there: no restart after ``microshop migrate``.
 ``postgresql://`` URLs use psycopg 3. Errors never quote query parameters (they may hold
 what a client sent), so a logged traceback carries no secrets.
 """
@@ -35,11 +38,16 @@ from sqlalchemy import (
     inspect,
 )
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
+
+from app.kit.errors import DatabaseNotReady
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 READ_ONLY = "microshop_read_only"
 """The execution option that marks a read-only unit of work's connection."""
+UNNAMED = "this service's"
+"""The name of a database nobody named, as errors say it."""
 MAX_ID = 2**31 - 1
 """The largest row id: an INTEGER on every database microshop runs on."""
 NAMING_CONVENTION = {
@@ -122,9 +130,11 @@ def _configure_postgresql(engine: Engine) -> None:
 class Database:
     """A service's engine, and its units of work."""
 
-    def __init__(self, engine: Engine, metadata: MetaData):
+    def __init__(self, engine: Engine, metadata: MetaData, *, name: str = UNNAMED):
         self.engine = engine
         self.metadata = metadata
+        self.name = name
+        """Whose database this is (``order``), as errors name it."""
         self._writes = sessionmaker(engine, expire_on_commit=False)
         self._reads = sessionmaker(
             engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
@@ -132,8 +142,11 @@ class Database:
         self._on_commit: list[Callable[[Session], None]] = []
 
     @classmethod
-    def connect(cls, url: str, metadata: MetaData, *, synchronous: str = "NORMAL") -> Database:
-        """An engine for ``url``; ``synchronous`` is SQLite's durability (FULL: power-cut safe)."""
+    def connect(
+        cls, url: str, metadata: MetaData, *, name: str = UNNAMED, synchronous: str = "NORMAL"
+    ) -> Database:
+        """An engine for ``url``, the database of service ``name``; ``synchronous`` is
+        SQLite's durability (FULL: power-cut safe)."""
         url = normalize_url(url)
         parsed = make_url(url)
         if parsed.get_backend_name() == "sqlite":
@@ -154,7 +167,7 @@ class Database:
             )
             if parsed.get_backend_name() == "postgresql":
                 _configure_postgresql(engine)
-        return cls(engine, metadata)
+        return cls(engine, metadata, name=name)
 
     def on_commit(self, listener: Callable[[Session], None]) -> None:
         """Call ``listener`` with the session of every unit of work that wrote and committed,
@@ -166,9 +179,16 @@ class Database:
         """One transaction: committed when the block ends, rolled back if it raises.
 
         ``readonly`` for a read (a GET, a token check): on SQLite it takes no lock, so it
-        never waits for another reader or for a writer."""
-        with (self._reads if readonly else self._writes)() as session, session.begin():
-            yield session
+        never waits for another reader or for a writer. ``DatabaseNotReady`` if the
+        database has no schema yet or cannot be reached."""
+        try:
+            with (self._reads if readonly else self._writes)() as session, session.begin():
+                yield session
+        except (OperationalError, ProgrammingError) as error:  # "no such table" is one
+            state = self.state()
+            if state != "ok":
+                raise DatabaseNotReady(self.name, state) from error
+            raise
         if not readonly:
             for listener in self._on_commit:
                 listener(session)

@@ -72,7 +72,9 @@ def init_service(
     if handlers and outbox is None:
         raise ValueError(f"{name}: a service that handles events needs an Outbox (its inbox)")
     init_web(app)
-    database = Database.connect(settings.database_url(name), metadata, synchronous=synchronous)
+    database = Database.connect(
+        settings.database_url(name), metadata, name=name, synchronous=synchronous
+    )
     revocations = deny_list.revocations(database) if deny_list is not None else None
     parts = ServiceParts(name, settings, database, outbox, dict(handlers or {}), revocations)
     app.extensions[EXTENSION] = parts

@@ -207,6 +207,48 @@ def test_create_body_must_be_a_json_object(shop: Shop, alice: Account, raw: byte
     assert_error(reply, 400, "invalid_json")
 
 
+def test_create_refuses_a_repeated_key_naming_it(shop: Shop, alice: Account):
+    """``{"price": 1, "price": 2}`` would make an order at 2: neither value is taken."""
+    raw = b'{"product": "pen", "price": 1, "price": 2}'
+    reply = shop.orders.post(
+        "/", data=raw, headers={**alice.headers, "Content-Type": "application/json"}
+    )
+    assert_error(reply, 400, "invalid_json")
+    assert '"price"' in reply.json["msg"]
+    assert shop.orders.get("/", headers=alice.headers).json["data"]["items"] == []
+
+
+@pytest.mark.parametrize(
+    ("raw", "words"),
+    [
+        (b'{"product": "pen", "price": NaN}', "NaN is not a JSON number"),
+        (b'{"product": "pen", "price": Infinity}', "Infinity is not a JSON number"),
+        (b'{"a":' * 10_000 + b"1" + b"}" * 10_000, "nests objects or arrays more than 100 deep"),
+    ],
+)
+def test_invalid_json_says_what_is_wrong(shop: Shop, alice: Account, raw: bytes, words: str):
+    reply = shop.orders.post(
+        "/", data=raw, headers={**alice.headers, "Content-Type": "application/json"}
+    )
+    assert_error(reply, 400, "invalid_json")
+    assert words in reply.json["msg"]
+    assert "must be a JSON object" not in reply.json["msg"]
+
+
+@pytest.mark.parametrize("product", ["   ", "\t\n", "\u3000"])
+def test_a_blank_product_is_told_so_in_words(shop: Shop, alice: Account, product: str):
+    reply = shop.orders.post("/", json={"product": product, "price": 1}, headers=alice.headers)
+    message = assert_fields(reply, "product")["product"]
+    assert message == "must be 1 to 200 characters, not all whitespace"
+
+
+@pytest.mark.parametrize("path", ["/?x=1", "/create?x=1"])
+def test_create_refuses_a_query_parameter_naming_it(shop: Shop, alice: Account, path: str):
+    reply = shop.orders.post(path, json={"product": "pen", "price": 1}, headers=alice.headers)
+    assert_fields(reply, "x")
+    assert shop.orders.get("/", headers=alice.headers).json["data"]["items"] == []
+
+
 def test_create_bodies_over_64_kib_get_413(shop: Shop, alice: Account):
     body = b'{"product": "' + b"p" * (65 * 1024) + b'"}'
     reply = shop.orders.post(
@@ -445,6 +487,41 @@ def test_bad_list_queries_get_422(shop: Shop, alice: Account, query: dict, field
 def test_a_query_parameter_given_twice_is_refused(shop: Shop, alice: Account):
     reply = shop.orders.get("/?limit=1&limit=50", headers=alice.headers)
     assert_fields(reply, "limit")
+
+
+def test_the_list_refuses_a_body(shop: Shop, alice: Account):
+    reply = shop.orders.get("/", headers=alice.headers, json={"status": "paid"})
+    assert assert_fields(reply, "body") == {"body": "this request takes no body"}
+
+
+@pytest.mark.parametrize("path", ["/{id}?x=1", "/query/{id}?x=1", "/{id}?status=paid&limit=1"])
+def test_reading_an_order_refuses_a_query_parameter_naming_it(
+    shop: Shop, alice: Account, path: str
+):
+    order = place(shop, alice)
+    reply = shop.orders.get(path.format(id=order["id"]), headers=alice.headers)
+    fields = assert_fields(reply, *(p.split("=")[0] for p in path.split("?")[1].split("&")))
+    assert set(fields.values()) == {"is not a field of this request"}
+
+
+@pytest.mark.parametrize("path", ["/{id}", "/cancel/{id}"])
+@pytest.mark.parametrize("body", [{}, {"reason": "changed my mind"}, b"x", b" "])
+def test_cancelling_refuses_a_body_and_changes_nothing(shop: Shop, alice: Account, path: str, body):
+    """DELETE takes no body: one sent is named, never ignored."""
+    order = place(shop, alice)
+    kwargs = {"json": body} if isinstance(body, dict) else {"data": body}
+    reply = shop.orders.delete(path.format(id=order["id"]), headers=alice.headers, **kwargs)
+    assert assert_fields(reply, "body") == {"body": "this request takes no body"}
+    again = shop.orders.get(f"/{order['id']}", headers=alice.headers)
+    assert again.json["data"]["status"] == "pending"
+
+
+def test_cancelling_refuses_a_query_parameter(shop: Shop, alice: Account):
+    order = place(shop, alice)
+    reply = shop.orders.delete(f"/{order['id']}?refund=no", headers=alice.headers)
+    assert_fields(reply, "refund")
+    again = shop.orders.get(f"/{order['id']}", headers=alice.headers)
+    assert again.json["data"]["status"] == "pending"
 
 
 # --- internal route ----------------------------------------------------------------------

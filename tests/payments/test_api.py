@@ -308,6 +308,27 @@ def test_pay_body_must_be_a_json_object(shop: Shop, alice: Account, path: str, r
     assert_error(reply, 400, "invalid_json")
 
 
+@pytest.mark.parametrize("path", ["/", "/pay"])
+def test_pay_refuses_a_repeated_key_naming_it(shop: Shop, alice: Account, path: str):
+    """``{"order_id": 22, "order_id": 99999}`` would pay the second order: neither is paid."""
+    mine, other = place(shop, alice), place(shop, alice)
+    raw = f'{{"order_id": {mine["id"]}, "order_id": {other["id"]}}}'.encode()
+    reply = shop.payments.post(
+        path, data=raw, headers={**alice.headers, "Content-Type": "application/json"}
+    )
+    assert_error(reply, 400, "invalid_json")
+    assert '"order_id"' in reply.json["msg"]
+    assert payments_of(shop, alice) == []
+
+
+@pytest.mark.parametrize("path", ["/?x=1", "/pay?order_id=1"])
+def test_pay_refuses_a_query_parameter_naming_it(shop: Shop, alice: Account, path: str):
+    order = place(shop, alice)
+    reply = shop.payments.post(path, json={"order_id": order["id"]}, headers=alice.headers)
+    assert_fields(reply, path.split("?")[1].split("=")[0])
+    assert payments_of(shop, alice) == []
+
+
 @pytest.mark.parametrize("path", ["/", "/pay", "/1/refund", "/refund/1"])
 def test_bodies_over_64_kib_get_413(shop: Shop, alice: Account, path: str):
     body = b'{"order_id": 1, "payment_method": "tok_' + b"v" * (65 * 1024) + b'"}'
@@ -408,6 +429,20 @@ def test_a_missing_payment_is_404(shop: Shop, alice: Account, path: str, payment
 @pytest.mark.parametrize("path", ["/abc", "/1.5", "/-1", "/query/abc", "/1/extra"])
 def test_paths_that_name_no_payment_are_404(shop: Shop, alice: Account, path: str):
     assert_error(shop.payments.get(path, headers=alice.headers), 404, "not_found")
+
+
+@pytest.mark.parametrize("path", ["/{id}?x=1", "/query/{id}?x=1"])
+def test_reading_a_payment_refuses_a_query_parameter_naming_it(
+    shop: Shop, alice: Account, path: str
+):
+    _, payment = paid_order(shop, alice)
+    assert_fields(shop.payments.get(path.format(id=payment["id"]), headers=alice.headers), "x")
+
+
+def test_reading_a_payment_refuses_a_body(shop: Shop, alice: Account):
+    _, payment = paid_order(shop, alice)
+    reply = shop.payments.get(f"/{payment['id']}", headers=alice.headers, json={})
+    assert assert_fields(reply, "body") == {"body": "this request takes no body"}
 
 
 # --- list --------------------------------------------------------------------------------
@@ -688,6 +723,32 @@ def test_refund_body_must_be_a_json_object(shop: Shop, alice: Account, raw: byte
             headers={**alice.headers, "Content-Type": "application/json"},
         )
         assert_error(reply, 400, "invalid_json")
+    assert payment_now(shop, alice, payment["id"]) == payment
+
+
+@pytest.mark.parametrize("raw", [b" ", b"\n", b"\r\n\t ", b'" "', b'""'])
+def test_a_refund_body_of_whitespace_refunds_nothing(shop: Shop, alice: Account, raw: bytes):
+    """Only a request without a body means "all that is left"; anything else must be an
+    object."""
+    _, payment = paid_order(shop, alice)
+    for path in REFUND_PATHS:
+        reply = refund(
+            shop,
+            alice,
+            payment,
+            path,
+            data=raw,
+            headers={**alice.headers, "Content-Type": "application/json"},
+        )
+        assert_error(reply, 400, "invalid_json")
+    assert payment_now(shop, alice, payment["id"]) == payment
+
+
+def test_a_refund_refuses_a_query_parameter_naming_it(shop: Shop, alice: Account):
+    _, payment = paid_order(shop, alice)
+    for path in REFUND_PATHS:
+        reply = refund(shop, alice, payment, path + "?amount=1.00")
+        assert_fields(reply, "amount")
     assert payment_now(shop, alice, payment["id"]) == payment
 
 

@@ -8,12 +8,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import String, select
+from sqlalchemy import String, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from support import ONLY_POSTGRES, drop_postgres_schema, fresh_postgres_schema, postgres_url
 
 from app.kit.database import Database
+from app.kit.errors import DatabaseNotReady
 
 WAIT = 5.0
 """Far longer than a read takes, far shorter than SQLite's 10 s busy timeout."""
@@ -31,20 +32,26 @@ class Note(Base):
 
 
 @pytest.fixture
-def database(backend: str, tmp_path: Path) -> Iterator[Database]:
+def bare_database(backend: str, tmp_path: Path) -> Iterator[Database]:
+    """A database whose tables were never made, as in production before ``microshop migrate``."""
     schema = f"test_units_{uuid.uuid4().hex[:12]}"
     if backend == "sqlite":
         url = f"sqlite:///{tmp_path / 'notes.db'}"
     else:
         url = fresh_postgres_schema(postgres_url(), schema)
-    database = Database.connect(url, Base.metadata)
-    database.create_schema()
-    with database.unit_of_work() as session:
-        session.add(Note(text="first"))
+    database = Database.connect(url, Base.metadata, name="notes")
     yield database
     database.dispose()
     if backend != "sqlite":
         drop_postgres_schema(postgres_url(), schema)
+
+
+@pytest.fixture
+def database(bare_database: Database) -> Database:
+    bare_database.create_schema()
+    with bare_database.unit_of_work() as session:
+        session.add(Note(text="first"))
+    return bare_database
 
 
 def held_open(database: Database, *, readonly: bool) -> tuple[threading.Event, threading.Thread]:
@@ -157,3 +164,48 @@ def test_a_read_only_unit_of_work_refuses_to_write_on_postgresql(database: Datab
         write_in_a_read()
     with database.unit_of_work(readonly=True) as session:
         assert list(session.scalars(select(Note.text))) == ["first"]
+
+
+def _read_notes(database: Database, *, readonly: bool) -> list[str]:
+    with database.unit_of_work(readonly=readonly) as session:
+        return list(session.scalars(select(Note.text)))
+
+
+@pytest.mark.parametrize("readonly", [True, False])
+def test_a_unit_of_work_before_the_schema_exists_is_a_503_naming_it(
+    bare_database: Database, readonly: bool
+):
+    with pytest.raises(DatabaseNotReady) as refused:
+        _read_notes(bare_database, readonly=readonly)
+    error = refused.value
+    assert (error.status, error.slug) == (503, "service_unavailable")
+    assert error.message == "notes database has no schema yet: run `microshop migrate`"
+    assert error.extra == {"services": {"notes": "schema_missing"}}
+    assert isinstance(error.__cause__, DBAPIError)
+
+
+def test_once_the_schema_is_made_the_same_database_works(bare_database: Database):
+    with pytest.raises(DatabaseNotReady):
+        _read_notes(bare_database, readonly=True)
+    bare_database.create_schema()  # as ``microshop migrate`` does, from another process
+    with bare_database.unit_of_work() as session:
+        session.add(Note(text="after migrate"))
+    assert _read_notes(bare_database, readonly=True) == ["after migrate"]
+
+
+def test_a_failing_statement_on_a_ready_database_stays_its_own_error(database: Database):
+    with pytest.raises(DBAPIError) as failed, database.unit_of_work(readonly=True) as session:
+        session.execute(text("SELECT no_such_column FROM notes"))
+    assert not isinstance(failed.value, DatabaseNotReady)
+
+
+def test_an_unreachable_database_is_a_503_naming_it():
+    closed_port = "postgresql://microshop@127.0.0.1:9/nowhere?connect_timeout=2"
+    database = Database.connect(closed_port, Base.metadata, name="notes")
+    try:
+        with pytest.raises(DatabaseNotReady) as refused:
+            _read_notes(database, readonly=True)
+    finally:
+        database.dispose()
+    assert refused.value.message == "notes database cannot be reached"
+    assert refused.value.extra == {"services": {"notes": "unreachable"}}

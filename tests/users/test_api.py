@@ -11,6 +11,7 @@ import pytest
 from support import PASSWORD, Account, ServiceClient, assert_error, assert_fields, bearer, unique
 
 USER_FIELDS = {"id", "username", "email", "role", "created_at"}
+USERNAME_RULE = "must be 3 to 32 characters, each a letter A-Z or a-z, a digit, _, . or -"
 
 
 def new_user(**overrides):
@@ -79,6 +80,34 @@ def test_email_is_unique_regardless_of_case(users: ServiceClient):
 )
 def test_register_rejects_bad_field(users: ServiceClient, field: str, value):
     assert_fields(users.post("/register", json=new_user(**{field: value})), field)
+
+
+@pytest.mark.parametrize("username", ["a!", "ab", "a" * 33, "has space", "émile"])
+def test_a_bad_username_is_told_the_whole_rule(users: ServiceClient, username: str):
+    """``a!`` is too short and has a ``!``: the message says both, not just the first."""
+    message = assert_fields(users.post("/register", json=new_user(username=username)), "username")
+    assert message["username"] == USERNAME_RULE
+
+
+@pytest.mark.parametrize("username", ["a!", "émile"])
+def test_create_admin_tells_the_whole_username_rule(users: ServiceClient, username: str):
+    code, output = users.run_command(
+        ["create-admin", username, "--email", "root@example.com"],
+        {"MICROSHOP_ADMIN_PASSWORD": PASSWORD},
+    )
+    assert code == 1
+    assert f"username {USERNAME_RULE}" in output
+
+
+def test_register_refuses_a_repeated_key_naming_it(users: ServiceClient):
+    name = unique()
+    raw = (
+        f'{{"username": "{name}", "password": "{PASSWORD}", "email": "{name}@example.com",'
+        f' "username": "{name}x"}}'
+    ).encode()
+    reply = users.post("/register", data=raw, headers={"Content-Type": "application/json"})
+    assert_error(reply, 400, "invalid_json")
+    assert '"username"' in reply.json["msg"]
 
 
 def test_register_names_every_missing_field(users: ServiceClient):
@@ -281,6 +310,49 @@ def test_refresh_refuses_an_access_token(users: ServiceClient):
 def test_an_access_route_refuses_a_refresh_token(users: ServiceClient):
     account = users.signed_up()
     assert_error(users.get("/me", headers=bearer(account.refresh)), 401, "invalid_token")
+
+
+@pytest.mark.parametrize("body", [{}, {"refresh_token": "x"}, b" "])
+def test_refresh_refuses_a_body(users: ServiceClient, body):
+    account = users.signed_up()
+    kwargs = {"json": body} if isinstance(body, dict) else {"data": body}
+    reply = users.post("/refresh", headers=bearer(account.refresh), **kwargs)
+    assert assert_fields(reply, "body") == {"body": "this request takes no body"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "token"),
+    [
+        ("post", "/refresh?x=1", "refresh"),
+        ("get", "/me?x=1", "access"),
+        ("get", "/info?x=1", "access"),
+    ],
+)
+def test_routes_without_a_query_refuse_one_naming_it(
+    users: ServiceClient, method: str, path: str, token: str
+):
+    account = users.signed_up()
+    reply = getattr(users, method)(path, headers=bearer(getattr(account, token)))
+    assert assert_fields(reply, "x") == {"x": "is not a field of this request"}
+
+
+def test_reading_a_user_by_id_refuses_a_query_parameter_and_a_body(users: ServiceClient):
+    account = users.signed_up()
+    assert_fields(users.get(f"/{account.id}?fields=role", headers=account.headers), "fields")
+    assert_fields(users.get(f"/{account.id}", headers=account.headers, json={}), "body")
+
+
+@pytest.mark.parametrize("path", ["/register?role=admin", "/login?x=1", "/logout?all=1"])
+def test_routes_with_a_body_refuse_a_query_parameter(users: ServiceClient, path: str):
+    account = users.signed_up()
+    body = {"username": account.username, "password": PASSWORD}
+    if path.startswith("/register"):
+        body = new_user()
+    elif path.startswith("/logout"):
+        body = {}
+    reply = users.post(path, json=body, headers=account.headers)
+    assert_fields(reply, path.split("?")[1].split("=")[0])
+    assert users.get("/me", headers=account.headers).status_code == 200  # not logged out
 
 
 # --- logout ------------------------------------------------------------------------------
