@@ -41,8 +41,6 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.kit.errors import DatabaseNotReady
-
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 READ_ONLY = "microshop_read_only"
 """The execution option that marks a read-only unit of work's connection."""
@@ -59,6 +57,23 @@ NAMING_CONVENTION = {
 }
 """Every constraint and index has a name microshop chose, the same on every database, so
 a later migration can find it to change or drop it (SQLite's batch mode needs that)."""
+
+
+class DatabaseNotReady(Exception):
+    """A service's database has no schema yet (production before ``microshop migrate``) or
+    cannot be reached. ``init_service`` answers it 503 ``service_unavailable`` naming the
+    service and the state, as ``/readyz`` does."""
+
+    REASONS = {
+        "schema_missing": "has no schema yet: run `microshop migrate`",
+        "unreachable": "cannot be reached",
+    }
+
+    def __init__(self, service: str, state: str):
+        self.message = f"{service} database {self.REASONS.get(state, state)}"
+        super().__init__(self.message)
+        self.service = service
+        self.state = state
 
 
 def status_type(statuses: type[StrEnum], *, length: int) -> Enum:

@@ -82,22 +82,6 @@ class ServiceUnavailable(ApiError):
     status, slug, message = 503, "service_unavailable", "service unavailable"
 
 
-class DatabaseNotReady(ServiceUnavailable):
-    """A service's database has no schema yet (production before ``microshop migrate``) or
-    cannot be reached: 503 naming the service and its state, as ``/readyz`` does."""
-
-    REASONS = {
-        "schema_missing": "has no schema yet: run `microshop migrate`",
-        "unreachable": "cannot be reached",
-    }
-
-    def __init__(self, service: str, state: str):
-        reason = self.REASONS.get(state, state)
-        super().__init__(f"{service} database {reason}", extra={"services": {service: state}})
-        self.service = service
-        self.state = state
-
-
 # Slugs for errors raised by werkzeug and the extensions rather than by our code.
 HTTP_SLUGS = {
     400: "bad_request",

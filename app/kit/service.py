@@ -10,7 +10,8 @@
     with unit_of_work(readonly=True) as session:  # a read, which never waits for another
         ...
 
-``init_service`` gives the app the web basics (``app.kit.web``), its own database,
+``init_service`` gives the app the web basics (``app.kit.web``), its own database (a
+request that finds it without its schema, or out of reach, answers 503 naming it),
 ``/healthz``, ``/readyz`` and, with an outbox, its inbox (``POST /internal/events``). The parts
 are complete when ``init_service`` returns; the runtime only reads them
 (``parts_of(app)``) to migrate the schema, deliver the outbox, document the API and
@@ -27,12 +28,12 @@ from flask import Flask, Response, current_app
 from sqlalchemy import MetaData
 from sqlalchemy.orm import Session
 
-from app.kit.database import Database
+from app.kit.database import Database, DatabaseNotReady
 from app.kit.deny_list import DenyList, Revocations
 from app.kit.errors import ServiceUnavailable
 from app.kit.events import Handler, Outbox, init_inbox
 from app.kit.openapi import operation
-from app.kit.responses import ok
+from app.kit.responses import error_response, ok
 from app.kit.web import init_web
 from app.settings import Settings
 
@@ -72,6 +73,7 @@ def init_service(
     if handlers and outbox is None:
         raise ValueError(f"{name}: a service that handles events needs an Outbox (its inbox)")
     init_web(app)
+    app.register_error_handler(DatabaseNotReady, _database_not_ready)
     database = Database.connect(
         settings.database_url(name), metadata, name=name, synchronous=synchronous
     )
@@ -102,6 +104,13 @@ def readiness(states: dict[str, str]) -> Response:
     if failing:
         raise ServiceUnavailable(f"not ready: {', '.join(failing)}", extra={"services": states})
     return ok({"status": "ready", "services": states})
+
+
+def _database_not_ready(error: DatabaseNotReady) -> Response:
+    """A request that needs a database without its schema (or out of reach): 503 naming it."""
+    return error_response(
+        503, ServiceUnavailable.slug, error.message, services={error.service: error.state}
+    )
 
 
 def parts_of(app: object) -> ServiceParts | None:

@@ -6,10 +6,10 @@
 
 A failing run does not end the thread: the next run comes as planned. A streak of
 failures is logged when it starts, again ``WARN_AGAIN_AFTER`` seconds later, then after
-twice as long each time up to ``WARN_AT_MOST_EVERY``, and once when it ends. A service that
-cannot serve yet (``ServiceUnavailable``: its database has no schema before ``microshop
-migrate``, or cannot be reached) is a one-line warning that names it; anything else is
-an error with its traceback.
+twice as long each time up to ``WARN_AT_MOST_EVERY``, and once when it ends. What cannot
+run yet (``DatabaseNotReady``: a database without its schema before ``microshop migrate``,
+or out of reach; ``ServiceUnavailable``: another service) is a one-line warning that names
+it; anything else is an error with its traceback.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from app.kit.database import DatabaseNotReady
 from app.kit.errors import ServiceUnavailable
 
 log = logging.getLogger("microshop.background")
@@ -78,7 +79,7 @@ class Repeating:
         else:
             return
         self._next_warning = now + self._quiet
-        if isinstance(error, ServiceUnavailable):
+        if isinstance(error, DatabaseNotReady | ServiceUnavailable):
             log.warning(
                 "%s cannot run: %s; it is retried every %g s", self.name, error.message, self.every
             )

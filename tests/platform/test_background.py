@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from app.kit.errors import DatabaseNotReady
+from app.kit.database import DatabaseNotReady
 from app.runtime.background import WARN_AGAIN_AFTER, WARN_AT_MOST_EVERY, Repeating
 
 

@@ -13,8 +13,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from support import ONLY_POSTGRES, drop_postgres_schema, fresh_postgres_schema, postgres_url
 
-from app.kit.database import Database
-from app.kit.errors import DatabaseNotReady
+from app.kit.database import Database, DatabaseNotReady
 
 WAIT = 5.0
 """Far longer than a read takes, far shorter than SQLite's 10 s busy timeout."""
@@ -172,15 +171,14 @@ def _read_notes(database: Database, *, readonly: bool) -> list[str]:
 
 
 @pytest.mark.parametrize("readonly", [True, False])
-def test_a_unit_of_work_before_the_schema_exists_is_a_503_naming_it(
+def test_a_unit_of_work_before_the_schema_exists_says_so_naming_it(
     bare_database: Database, readonly: bool
 ):
     with pytest.raises(DatabaseNotReady) as refused:
         _read_notes(bare_database, readonly=readonly)
     error = refused.value
-    assert (error.status, error.slug) == (503, "service_unavailable")
+    assert (error.service, error.state) == ("notes", "schema_missing")
     assert error.message == "notes database has no schema yet: run `microshop migrate`"
-    assert error.extra == {"services": {"notes": "schema_missing"}}
     assert isinstance(error.__cause__, DBAPIError)
 
 
@@ -199,7 +197,7 @@ def test_a_failing_statement_on_a_ready_database_stays_its_own_error(database: D
     assert not isinstance(failed.value, DatabaseNotReady)
 
 
-def test_an_unreachable_database_is_a_503_naming_it():
+def test_an_unreachable_database_says_so_naming_it():
     closed_port = "postgresql://microshop@127.0.0.1:9/nowhere?connect_timeout=2"
     database = Database.connect(closed_port, Base.metadata, name="notes")
     try:
@@ -207,5 +205,5 @@ def test_an_unreachable_database_is_a_503_naming_it():
             _read_notes(database, readonly=True)
     finally:
         database.dispose()
+    assert (refused.value.service, refused.value.state) == ("notes", "unreachable")
     assert refused.value.message == "notes database cannot be reached"
-    assert refused.value.extra == {"services": {"notes": "unreachable"}}
