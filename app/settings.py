@@ -194,7 +194,7 @@ def services_from_env(environ: Mapping[str, str]) -> tuple[ServiceSpec, ...]:
     return services
 
 
-def port(raw: str, name: str) -> int:
+def listening_port(raw: str, name: str) -> int:
     """A TCP port to listen on, from ``--port`` or ``PORT`` (``name`` says which)."""
     try:
         value = int(raw)

@@ -26,18 +26,27 @@ from app.runtime import serving
 from app.runtime.composition import Application, create_application, load_factory
 from app.runtime.documents import build_document
 from app.runtime.migrations import MigrationError, prepare_schema
-from app.settings import ConfigError, Settings, services_from_env
+from app.settings import ConfigError, ServiceSpec, Settings, listening_port, services_from_env
+
+
+def _settings(ctx: click.Context) -> Settings:
+    """The checked settings, read once per invocation: a bad value is one line, exit 1."""
+    root = ctx.find_root()
+    if "settings" not in root.meta:
+        try:
+            root.meta["settings"] = Settings.from_env()
+        except ConfigError as error:
+            raise click.ClickException(str(error)) from None
+    return root.meta["settings"]
 
 
 def _application(ctx: click.Context, *, deliver_events: bool = False) -> Application:
     """The composed application, built once per invocation; only ``serve`` delivers events."""
     root = ctx.find_root()
     if "application" not in root.meta:
+        settings = _settings(ctx)
         try:
-            root.meta["settings"] = Settings.from_env()
-            root.meta["application"] = create_application(
-                root.meta["settings"], deliver_events=deliver_events
-            )
+            root.meta["application"] = create_application(settings, deliver_events=deliver_events)
         except ConfigError as error:
             raise click.ClickException(str(error)) from None
         root.call_on_close(root.meta["application"].dispose)
@@ -64,33 +73,67 @@ class ServiceCommand(click.Command):
             return super().invoke(ctx)
 
 
-def _offered_commands() -> dict[str, ServiceCommand]:
-    """The commands the mounted services offer, read from their modules' ``COMMANDS``:
+def _offered_commands(specs: tuple[ServiceSpec, ...]) -> dict[str, ServiceCommand]:
+    """The commands the services ``specs`` offer, read from their modules' ``COMMANDS``:
     listing them builds nothing, connects to nothing and migrates nothing."""
     offered: dict[str, ServiceCommand] = {}
-    for spec in services_from_env(os.environ):
+    for spec in specs:
         module = sys.modules[load_factory(spec).__module__]
         for command in getattr(module, "COMMANDS", ()):
             offered[command.name or ""] = ServiceCommand(spec.name, command)
     return offered
 
 
+def _not_mounted(cmd_name: str) -> str | None:
+    """Why ``cmd_name`` is missing when one of microshop's own services that this process
+    does not mount offers it."""
+    mounted = {spec.name for spec in services_from_env(os.environ)}
+    for spec in services_from_env({}):
+        if spec.name in mounted:
+            continue
+        command = _offered_commands((spec,)).get(cmd_name)
+        if command is not None:
+            return (
+                f"{cmd_name} is a command of the {spec.name} service, which this process "
+                f"does not mount (MICROSHOP_SERVICES={os.environ.get('MICROSHOP_SERVICES')}); "
+                f"add {spec.name} to MICROSHOP_SERVICES to use it"
+            )
+    return None
+
+
 class MicroshopGroup(click.Group):
+    """The platform's commands, and those of the mounted services. When the services
+    cannot be listed (a bad ``MICROSHOP_SERVICES``), ``--help`` still lists the
+    platform's and says why the others are missing; asking for one says why too."""
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         try:
-            offered = _offered_commands()
-        except ConfigError:  # help still works when the configuration does not
+            offered = _offered_commands(services_from_env(os.environ))
+        except ConfigError as error:
+            ctx.meta["unavailable"] = str(error)
             offered = {}
         return sorted({*super().list_commands(ctx), *offered})
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        super().format_commands(ctx, formatter)
+        if "unavailable" in ctx.meta:
+            with formatter.section("Service commands unavailable"):
+                formatter.write_text(ctx.meta["unavailable"])
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         command = super().get_command(ctx, cmd_name)
         if command is not None:
             return command
         try:
-            return _offered_commands().get(cmd_name)
+            offered = _offered_commands(services_from_env(os.environ))
         except ConfigError as error:
             raise click.ClickException(str(error)) from None
+        if cmd_name in offered:
+            return offered[cmd_name]
+        reason = _not_mounted(cmd_name)
+        if reason is not None:
+            raise click.ClickException(reason)
+        return None
 
 
 @click.group(cls=MicroshopGroup)
@@ -102,16 +145,31 @@ def main() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
     "--port",
-    type=int,
-    default=lambda: int(os.environ.get("PORT", "8080")),
-    show_default="8080 or $PORT",
+    "port_given",
+    metavar="1-65535",
+    show_default="$PORT, else 8080",
     help="Port to listen on.",
 )
 @click.pass_context
-def serve(ctx: click.Context, host: str, port: int) -> None:
+def serve(ctx: click.Context, host: str, port_given: str | None) -> None:
     """Serve every configured service with waitress, with the MICROSHOP_* limits."""
-    application = _application(ctx, deliver_events=True)
-    serving.serve(application, ctx.find_root().meta["settings"], host=host, port=port)
+    try:
+        if port_given is None:
+            port = listening_port(os.environ.get("PORT") or "8080", "PORT")
+        else:
+            port = listening_port(port_given, "--port")
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
+    try:
+        listener = serving.listen(_settings(ctx).serving, host=host, port=port)
+    except serving.ListenError as error:
+        raise click.ClickException(str(error)) from None
+    try:
+        application = _application(ctx, deliver_events=True)
+    except BaseException:
+        listener.close()
+        raise
+    serving.serve(application, listener)
 
 
 def _migrate(ctx: click.Context, only: str | None) -> None:
@@ -148,7 +206,7 @@ def migrate(ctx: click.Context, only: str | None) -> None:
 @main.command()
 @click.option(
     "--out",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     default=Path("openapi"),
     show_default=True,
     help="Folder to write <service>.openapi.json files into.",
@@ -156,13 +214,21 @@ def migrate(ctx: click.Context, only: str | None) -> None:
 @click.pass_context
 def openapi(ctx: click.Context, out: Path) -> None:
     """Write each mounted service's OpenAPI 3.1 document to a file."""
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise click.ClickException(
+            f"--out: cannot make the folder {out}: {error.strerror}"
+        ) from None
     for name, app in _application(ctx).services.items():
         if parts_of(app) is None:
             continue
         document = build_document(app, service=name, server=f"/{name}", version=__version__)
         path = out / f"{name}.openapi.json"
-        path.write_text(json.dumps(document, indent=2) + "\n")
+        try:
+            path.write_text(json.dumps(document, indent=2) + "\n")
+        except OSError as error:
+            raise click.ClickException(f"--out: cannot write {path}: {error.strerror}") from None
         click.echo(f"{name}: {path}")
 
 

@@ -1,6 +1,13 @@
-"""Serving with waitress, hardened, and stopping without cutting anyone off.
+"""Serving with waitress, hardened, answering in JSON, and stopping without cutting anyone off.
 
-    serve(application, settings, host="127.0.0.1", port=8080)   # what `microshop serve` runs
+    listener = listen(settings.serving, host="127.0.0.1", port=8080)   # bound, then
+    serve(create_application(settings), listener)                      # `microshop serve`
+
+``listen`` binds first, so a port in use or a host that is no address is told in one
+line (``ListenError``) before anything is built. What waitress answers itself, before
+the application sees a request (a malformed request line, headers over
+``max_header_bytes``, a body over ``max_body_bytes``), is API.md's JSON envelope, as
+every other error is, rather than waitress's ``text/plain``.
 
 On SIGTERM (or Ctrl-C) ``serve`` stops taking connections: it accepts the ones the
 kernel has already queued, closes the listening socket, lets every accepted request
@@ -18,6 +25,9 @@ turns SIGTERM into that clean exit, which is still better than waitress's defaul
 from __future__ import annotations
 
 import atexit
+import json
+import logging
+import re
 import signal
 import threading
 import time
@@ -27,8 +37,10 @@ from typing import TYPE_CHECKING, Any
 from waitress import create_server, wasyncore
 from waitress.channel import HTTPChannel
 from waitress.server import BaseWSGIServer
+from waitress.task import ErrorTask
 
-from app.settings import ServingLimits, Settings
+from app.kit.request_id import fresh_id
+from app.settings import ServingLimits
 
 if TYPE_CHECKING:
     from app.runtime.composition import Application
@@ -37,6 +49,49 @@ PROXY_HEADERS = "x-forwarded-for x-forwarded-host x-forwarded-proto x-forwarded-
 DRAIN_SECONDS = 25  # within the 30 s most orchestrators wait between SIGTERM and SIGKILL
 FIRST_REQUEST_GRACE_SECONDS = 2  # a client that connected sends its request at once
 LOOP_TIMEOUT = 0.2
+SERVER_ERRORS = {
+    400: ("bad_request", "malformed request"),
+    413: ("payload_too_large", "request body is larger than the limit"),
+    431: ("request_header_fields_too_large", "request headers are larger than the limit"),
+    500: ("internal_error", "internal server error"),
+    501: ("not_implemented", "the server cannot handle this request"),
+}
+"""waitress's own answers, by status: the slug and message of API.md's envelope."""
+_REQUEST_ID = re.compile(r"^[\x20-\x7e]{1,128}$")  # as app.kit.request_id accepts one
+_DETAIL_CHARACTERS = 200
+
+log = logging.getLogger("microshop.serving")
+
+
+class ListenError(Exception):
+    """The server cannot listen where it was asked to."""
+
+
+class JsonErrorTask(ErrorTask):
+    """waitress's answer to a request it refused itself, in the JSON envelope."""
+
+    def execute(self) -> None:
+        error = self.request.error
+        slug, message = SERVER_ERRORS.get(error.code, SERVER_ERRORS[400])
+        if error.code == 400 and error.body:  # what waitress found wrong, e.g. "Bad URI"
+            message = f"{message}: {str(error.body)[:_DETAIL_CHARACTERS]}"
+        body = json.dumps({"code": error.code, "msg": message, "data": {"error": slug}})
+        payload = (body + "\n").encode()
+        self.status = f"{error.code} {error.reason}"
+        self.response_headers.extend(
+            [("Content-Type", "application/json"), ("X-Request-ID", self._request_id())]
+        )
+        self.set_close_on_finish()
+        self.content_length = len(payload)
+        self.write(payload)
+
+    def _request_id(self) -> str:
+        given = self.request.headers.get("X_REQUEST_ID", "")
+        return given if _REQUEST_ID.match(given) else fresh_id()
+
+
+class JsonErrorChannel(HTTPChannel):
+    error_task_class = JsonErrorTask
 
 
 def waitress_options(limits: ServingLimits) -> dict[str, Any]:
@@ -133,9 +188,39 @@ def drain(server: BaseWSGIServer, stopping: threading.Event) -> None:
     server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
 
 
-def serve(application: Application, settings: Settings, *, host: str, port: int) -> None:
+class Listener:
+    """A server bound to its port before its application is built, and the WSGI callable
+    waitress holds until then: waitress wraps what it is given (the proxy headers), so
+    ``serve`` fills the application in here rather than replacing what waitress holds."""
+
+    def __init__(self, limits: ServingLimits, *, host: str, port: int):
+        self.application: Application | None = None
+        self.server = create_server(self, host=host, port=port, **waitress_options(limits))
+        self.server.channel_class = JsonErrorChannel
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        assert self.application is not None, "serve() gives the application before any request"
+        return self.application(environ, start_response)
+
+    def close(self) -> None:
+        """Let go of a server that will not serve (its application could not be built)."""
+        self.server.close()
+        self.server.task_dispatcher.shutdown(cancel_pending=True, timeout=1)
+
+
+def listen(limits: ServingLimits, *, host: str, port: int) -> Listener:
+    try:
+        return Listener(limits, host=host, port=port)
+    except OSError as error:
+        raise ListenError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+    except ValueError:  # waitress's word for a host that resolves to no address
+        raise ListenError(f"cannot listen on {host}:{port}: {host!r} is not an address") from None
+
+
+def serve(application: Application, listener: Listener) -> None:
     atexit.register(application.dispose)
-    server = create_server(application, host=host, port=port, **waitress_options(settings.serving))
+    listener.application = application
+    server = listener.server
     stopping = threading.Event()
 
     def stop(_signum: int, _frame: FrameType | None) -> None:
@@ -144,5 +229,6 @@ def serve(application: Application, settings: Settings, *, host: str, port: int)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    server.print_listen("Serving on http://{}:{}")
+    host = server.effective_host
+    log.info("serving on http://%s:%s", f"[{host}]" if ":" in host else host, server.effective_port)
     drain(server, stopping)

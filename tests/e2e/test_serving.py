@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import socket
 import sqlite3
@@ -77,7 +78,9 @@ def test_slow_clients_do_not_lock_out_normal_ones(served: Server):
 
 
 def test_oversized_headers_and_bodies_are_refused_by_the_server(served: Server):
-    assert httpx.get(f"{served.url}/healthz", headers={"X-Big": "a" * 9000}).status_code == 431
+    reply = httpx.get(f"{served.url}/healthz", headers={"X-Big": "a" * 9000})
+    assert reply.status_code == 431
+    assert_server_error(reply, 431, "request_header_fields_too_large")
 
     def chunks():
         for _ in range(40):
@@ -85,6 +88,60 @@ def test_oversized_headers_and_bodies_are_refused_by_the_server(served: Server):
 
     reply = httpx.post(f"{served.url}/user/register", content=chunks())
     assert reply.status_code == 413
+    assert_server_error(reply, 413, "payload_too_large")
+
+
+def assert_server_error(reply: httpx.Response, status: int, slug: str) -> None:
+    """API.md's envelope, also when waitress answers before the application does."""
+    assert reply.status_code == status, reply.text
+    assert reply.headers["Content-Type"] == "application/json"
+    body = reply.json()
+    assert body["code"] == status
+    assert body["data"] == {"error": slug}
+    assert body["msg"]
+    assert reply.headers["X-Request-ID"]
+
+
+def raw_exchange(server: Server, request: bytes) -> httpx.Response:
+    """``request`` sent as it is over a socket, and the answer read until the server closes."""
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(request)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = [tuple(line.split(": ", 1)) for line in header_lines]
+    return httpx.Response(int(status_line.split()[1]), headers=headers, content=body)
+
+
+@pytest.mark.parametrize(
+    "request_line",
+    [b"GARBAGE", b"GET /healthz HTTP/1.1 extra", b"G\x00T /healthz HTTP/1.1"],
+)
+def test_a_malformed_request_line_gets_the_json_envelope(served: Server, request_line: bytes):
+    reply = raw_exchange(served, request_line + b"\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert_server_error(reply, 400, "bad_request")
+
+
+def test_a_body_over_the_servers_limit_gets_the_json_envelope(served: Server):
+    """Declared by Content-Length: refused before the body is read, with the caller's id."""
+    reply = raw_exchange(
+        served,
+        b"POST /user/register HTTP/1.1\r\nHost: x\r\nX-Request-ID: mine-42\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 2000000\r\n\r\n",
+    )
+    assert_server_error(reply, 413, "payload_too_large")
+    assert reply.headers["X-Request-ID"] == "mine-42"
+
+
+def test_serve_logs_where_it_listens(served: Server):
+    port = served.url.rsplit(":", 1)[1]
+    logged = [
+        json.loads(line) for line in served.log.read_text().splitlines() if line.startswith("{")
+    ]
+    assert f"serving on http://127.0.0.1:{port}" in [line["message"] for line in logged]
 
 
 def test_a_spoofed_forwarded_for_does_not_escape_the_login_limit(served: Server):

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
+import socket
+import subprocess
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 from openapi_spec_validator import validate
 from sqlalchemy import create_engine, inspect, select
-from support import SECRET
+from support import BIN, ROOT, SECRET, server_environment
 
 from app.kit.database import Database
 from app.runtime.cli import main
@@ -157,3 +161,147 @@ def test_help_builds_nothing(run, tmp_path: Path):
     assert result.exit_code == 0, result.output
     assert "create-admin" in result.output
     assert not instance.exists()
+
+
+def microshop(folder: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """The real ``microshop`` entry point, in a process of its own, as an operator runs it."""
+    return subprocess.run(
+        [BIN / "microshop", *args],
+        env=server_environment(folder, **env),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *expected: str) -> str:
+    """Exit status 1 and one line on stderr, naming what is wrong: never a traceback."""
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    for text in expected:
+        assert text in lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("MICROSHOP_LOGIN_RATE_LIMIT", "garbage"),
+        ("MICROSHOP_PASSWORD_RATE_LIMIT", "garbage"),
+        ("MICROSHOP_ACCESS_TOKEN_TTL", "99999999999999999999"),
+        ("MICROSHOP_USER_DATABASE_URL", "nonsense"),
+        ("MICROSHOP_REDIS_URL", "notaurl"),
+        ("MICROSHOP_INSTANCE_DIR", "/proc/nope"),
+        ("MICROSHOP_TRUSTED_PROXY", "notanip"),
+        ("MICROSHOP_THREADS", "many"),
+    ],
+)
+@pytest.mark.parametrize("command", ["serve", "migrate"])
+def test_a_bad_setting_stops_the_command_in_one_line(
+    tmp_path: Path, command: str, name: str, value: str
+):
+    assert_one_line_error(microshop(tmp_path, command, **{name: value}), name)
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "named"),
+    [
+        (["--port", "99999"], {}, "--port"),
+        (["--port", "-1"], {}, "--port"),
+        (["--port", "0"], {}, "--port"),
+        (["--port", "http"], {}, "--port"),
+        ([], {"PORT": "abc"}, "PORT"),
+        ([], {"PORT": "65536"}, "PORT"),
+    ],
+)
+def test_serve_refuses_a_port_out_of_range(tmp_path: Path, args, env, named):
+    line = assert_one_line_error(microshop(tmp_path, "serve", *args, **env), named)
+    assert "from 1 to 65535" in line
+
+
+def test_serve_says_in_one_line_that_its_port_is_taken(tmp_path: Path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = microshop(tmp_path, "serve", "--port", str(port))
+    assert_one_line_error(result, f"127.0.0.1:{port}", "in use")
+
+
+def test_serve_says_in_one_line_that_its_host_is_not_an_address(tmp_path: Path):
+    assert_one_line_error(microshop(tmp_path, "serve", "--host", "no such host!"), "no such host!")
+
+
+@pytest.mark.parametrize("out", ["/proc/nope/x", "{tmp}/a-file"])
+def test_openapi_says_in_one_line_that_it_cannot_write(tmp_path: Path, out: str):
+    (tmp_path / "a-file").write_text("")
+    out = out.format(tmp=tmp_path)
+    assert_one_line_error(microshop(tmp_path, "openapi", "--out", out), out)
+
+
+def help_commands(output: str) -> list[str]:
+    section = output.split("Commands:\n", 1)[1]
+    return re.findall(r"^  ([a-z][a-z-]*)\b", section, re.MULTILINE)
+
+
+def test_the_commands_listed_with_only_the_order_service_are_the_ones_the_docs_name(
+    tmp_path: Path,
+):
+    result = microshop(tmp_path, "--help", MICROSHOP_SERVICES="order")
+    assert result.returncode == 0, result.stderr
+    architecture = (ROOT / "docs" / "architecture.md").read_text()
+    [named] = re.findall(
+        r"with `MICROSHOP_SERVICES=order`, `microshop --help` lists\s+(.*?):",
+        architecture,
+        re.DOTALL,
+    )
+    assert help_commands(result.stdout) == re.findall(r"`([a-z-]+)`", named)
+
+
+def test_the_options_the_docs_give_the_commands_exist():
+    """docs/architecture.md once gave ``serve`` a ``--threads`` it never had."""
+    architecture = (ROOT / "docs" / "architecture.md").read_text()
+    section = architecture.split("## The CLI", 1)[1].split("\n## ", 1)[0]
+    with click.Context(main) as ctx:
+        commands = [main.get_command(ctx, name) for name in main.list_commands(ctx)]
+    options = {option for command in commands for param in command.params for option in param.opts}
+    options.add("--app")  # flask's own CLI, which the section mentions too
+    assert set(re.findall(r"(--[a-z][a-z-]*)", section)) - {"--help"} <= options
+
+
+def test_a_command_of_a_service_not_mounted_here_says_so(tmp_path: Path):
+    result = microshop(tmp_path, "create-admin", "root", MICROSHOP_SERVICES="order")
+    assert_one_line_error(result, "create-admin", "user service", "MICROSHOP_SERVICES")
+
+
+def test_help_says_why_service_commands_are_missing(tmp_path: Path):
+    result = microshop(tmp_path, "--help", MICROSHOP_SERVICES="user,reviews=acme.nowhere:app")
+    assert result.returncode == 0, result.stderr
+    assert "create-admin" not in help_commands(result.stdout)
+    assert "acme.nowhere" in result.stdout  # the reason, not silence
+    asked = microshop(
+        tmp_path, "create-admin", "root", MICROSHOP_SERVICES="user,reviews=acme.nowhere:app"
+    )
+    assert_one_line_error(asked, "acme.nowhere")
+
+
+def test_help_in_production_without_a_secret_lists_every_command_and_using_one_says_why(
+    tmp_path: Path,
+):
+    listed = microshop(tmp_path, "--help", MICROSHOP_JWT_SECRET="")
+    assert listed.returncode == 0, listed.stderr
+    assert help_commands(listed.stdout) == [
+        "create-admin",
+        "init-db",
+        "migrate",
+        "openapi",
+        "serve",
+    ]
+    used = microshop(
+        tmp_path, "create-admin", "root", "--email", "r@example.com", MICROSHOP_JWT_SECRET=""
+    )
+    assert_one_line_error(used, "MICROSHOP_JWT_SECRET")
