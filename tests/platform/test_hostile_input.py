@@ -155,7 +155,7 @@ def call_json(client: Client, method: str, path: str, payload: Any, token: str =
         client,
         method,
         path,
-        body=json.dumps(payload).encode(),
+        body=None if payload is None else json.dumps(payload).encode(),  # None: no body
         headers=bearer(token) if token else None,
     )
     assert response.status_code < 300, (path, response.status_code, response.get_data())
