@@ -12,12 +12,15 @@ from flask import Flask
 from app.kit.api import JsonApi
 from app.kit.auth import init_jwt
 from app.kit.peers import NoPeers, Peers
-from app.kit.service import init_service
+from app.kit.service import Chore, init_service
 from app.settings import Settings
 from payment_service import events, resources
 from payment_service.checkout import Checkout
 from payment_service.models import Base, deny_list, outbox
 from payment_service.providers import PaymentProvider, SandboxProvider
+
+RECONCILE_SECONDS = 5.0
+"""How often a process looks for payments and refunds a dead process left half done."""
 
 
 def create_app(
@@ -36,6 +39,7 @@ def create_app(
         outbox=outbox,
         handlers=events.handlers(checkout),
         deny_list=deny_list,
+        chores={"reconcile": Chore(checkout.reconcile, every=RECONCILE_SECONDS)},
         synchronous="FULL",  # payments survive a power cut
     )
     init_jwt(app, settings, is_revoked=parts.revocations.is_revoked)

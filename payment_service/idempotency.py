@@ -7,8 +7,11 @@ The first request with a key records it before any work starts, so a concurrent 
 finds it and gets 409 ``request_in_progress``. When the first finishes, its status and
 body are stored; a repeat with the same body gets them again with
 ``Idempotent-Replayed: true``, one with another body 422 ``idempotency_key_mismatch``.
-A 5xx is not stored: the key is freed so the client may retry. A first use whose process
-died (still "running" after two minutes) is taken over by the next.
+A 5xx is not stored: the key is freed so the client may retry, unless the request had
+already made its payment or refund (``remember_made``), whose outcome is then not known. A
+first use whose process died (still "running" after two minutes) is taken over by the
+next, which learns what the first one made (``current_claim().made_id``) and answers
+with that rather than doing it again.
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ import functools
 import hashlib
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from flask import Response, current_app, request
+from flask import Response, current_app, g, request
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -38,6 +42,33 @@ ABANDONED_AFTER = timedelta(minutes=2)
 """Far longer than a request runs: a first use still running after this lost its process."""
 
 
+@dataclass(frozen=True)
+class KeyClaim:
+    """The ``Idempotency-Key`` this request holds."""
+
+    record_id: int
+    made_id: int | None = None
+    """The payment or refund the key's first request made, when this request took over
+    from it after it died; None when nothing was made yet."""
+
+
+def current_claim() -> KeyClaim | None:
+    """The key this request holds; None for a request without one."""
+    return g.get("idempotency_claim")
+
+
+def remember_made(session: Session, made_id: int | None) -> None:
+    """Record on this request's key what it made, in the transaction that made it; None
+    once that failed for sure (the provider refused), so that a 5xx frees the key."""
+    claim = current_claim()
+    if claim is not None:
+        session.execute(
+            update(IdempotencyRecord)
+            .where(IdempotencyRecord.id == claim.record_id)
+            .values(made_id=made_id)
+        )
+
+
 def _fingerprint(operation: str, view_args: dict[str, Any]) -> str:
     raw = request.get_data(cache=True)
     try:
@@ -49,13 +80,17 @@ def _fingerprint(operation: str, view_args: dict[str, Any]) -> str:
 
 
 def _claim(userid: int, key: str, fingerprint: str) -> Response | None:
-    """Record the key as running; or answer what an earlier use of it calls for."""
+    """Record the key as running (``current_claim``); or answer what an earlier use of it
+    calls for."""
     try:
         with unit_of_work() as session:
             session.execute(
                 delete(IdempotencyRecord).where(IdempotencyRecord.created_at < utcnow() - KEEP)
             )
-            session.add(IdempotencyRecord(userid=userid, key=key, fingerprint=fingerprint))
+            record = IdempotencyRecord(userid=userid, key=key, fingerprint=fingerprint)
+            session.add(record)
+            session.flush()
+            g.idempotency_claim = KeyClaim(record.id)
         return None
     except IntegrityError:
         pass
@@ -71,6 +106,7 @@ def _claim(userid: int, key: str, fingerprint: str) -> Response | None:
             raise KeyMismatch()
         if record.response_status is None:
             if _take_over_abandoned(session, record):
+                g.idempotency_claim = KeyClaim(record.id, record.made_id)
                 return None
             raise RequestInProgress()
         replay = current_app.response_class(
@@ -95,17 +131,19 @@ def _take_over_abandoned(session: Session, record: IdempotencyRecord) -> bool:
 
 
 def _finish(userid: int, key: str, response: Response) -> None:
+    """Store the answer; a 5xx frees the key, unless the request made something already:
+    then the key stays "running", for a retry to take over and finish (after two minutes)."""
     with unit_of_work() as session:
         record = session.scalar(
             select(IdempotencyRecord).where(
                 IdempotencyRecord.userid == userid, IdempotencyRecord.key == key
             )
         )
-        if response.status_code >= 500:
-            session.delete(record)
-        else:
+        if response.status_code < 500:
             record.response_status = response.status_code
             record.response_body = response.get_data(as_text=True)
+        elif record.made_id is None:
+            session.delete(record)
 
 
 def idempotent(operation: str) -> Callable[[Callable[..., Response]], Callable[..., Response]]:

@@ -48,6 +48,7 @@ class Payment(Base):
     __table_args__ = (
         Index(None, "userid", "id"),
         Index(None, "order_id", "id"),
+        Index(None, "status", "updated_at"),
         CheckConstraint("refunded_minor BETWEEN 0 AND amount_minor", name="refunded"),
         CheckConstraint("amount_minor > 0", name="amount"),
     )
@@ -73,14 +74,31 @@ class Payment(Base):
         return self.amount_minor - self.refunded_minor
 
 
+class RefundStatus(StrEnum):
+    PENDING = "pending"
+    """Counted in the payment's ``refunded_minor`` and being made at the provider."""
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    """The provider refused it: it no longer counts."""
+
+
 class Refund(Base):
+    """A refund of part of a payment. It is written, ``pending``, in the same transaction
+    that counts it in ``Payment.refunded_minor``, so the count and the rows never differ:
+    a pending refund whose process died is finished later under its own ``reference``."""
+
     __tablename__ = "refunds"
+    __table_args__ = (Index(None, "status", "updated_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"), index=True)
     amount_minor: Mapped[int] = mapped_column(BigInteger)
-    provider_reference: Mapped[str] = mapped_column(String(128))
+    status: Mapped[RefundStatus] = mapped_column(status_type(RefundStatus, length=16))
+    reference: Mapped[str] = mapped_column(String(128), unique=True)
+    """The provider's idempotency key for this refund: a retry refunds once."""
+    provider_reference: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class IdempotencyRecord(Base):
@@ -96,4 +114,7 @@ class IdempotencyRecord(Base):
     response_status: Mapped[int | None]
     """None while the first request runs."""
     response_body: Mapped[str | None] = mapped_column(Text)
+    made_id: Mapped[int | None]
+    """The payment or refund the first request made, written with it: a retry after that
+    request died answers with it instead of starting over."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

@@ -13,20 +13,40 @@ from payment_service.providers import SandboxProvider
 
 
 class FlakyProvider(SandboxProvider):
-    """Times out while ``timing_out``; remembers charges by key, as real providers do."""
+    """Times out while ``timing_out``, after charging or refunding: the answer never comes
+    back. While ``unreachable``, a charge never reaches it. Remembers the keys of the
+    refunds it made."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.timing_out = False
-        self.charges: dict[str, str] = {}
+        self.unreachable = False
+        self.refunds: list[str] = []
 
     def charge(self, *, amount_minor: int, currency: str, method: str, reference: str) -> str:
-        if reference not in self.charges:
-            self.charges[reference] = super().charge(
-                amount_minor=amount_minor, currency=currency, method=method, reference=reference
-            )
-        if self.timing_out:  # the charge went through; the answer never came back
+        if self.unreachable:
+            raise ConnectionError("the provider could not be reached")
+        charge = super().charge(
+            amount_minor=amount_minor, currency=currency, method=method, reference=reference
+        )
+        return self._answer(charge)
+
+    def refund(
+        self, *, charge_reference: str, amount_minor: int, currency: str, reference: str
+    ) -> str:
+        self.refunds.append(reference)
+        refund = super().refund(
+            charge_reference=charge_reference,
+            amount_minor=amount_minor,
+            currency=currency,
+            reference=reference,
+        )
+        return self._answer(refund)
+
+    def _answer(self, reference: str) -> str:
+        if self.timing_out:
             raise TimeoutError("provider did not answer")
-        return self.charges[reference]
+        return reference
 
 
 made: list[FlakyProvider] = []

@@ -20,7 +20,7 @@ report readiness.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -41,6 +41,15 @@ EXTENSION = "microshop"
 
 
 @dataclass(frozen=True)
+class Chore:
+    """``run`` every ``every`` seconds, in the service's app context, e.g. settling what a
+    process that died left half done. A failure is logged and the next round runs."""
+
+    run: Callable[[], None]
+    every: float
+
+
+@dataclass(frozen=True)
 class ServiceParts:
     """A service's parts, in ``app.extensions["microshop"]``."""
 
@@ -53,6 +62,8 @@ class ServiceParts:
     """What it does on each topic it handles; its inbox acknowledges the others."""
     revocations: Revocations | None = None
     """Its deny list in memory, which the runtime refreshes; None: it keeps none."""
+    chores: Mapping[str, Chore] = field(default_factory=dict)
+    """Work the runtime repeats in the background for it, by name."""
 
 
 def init_service(
@@ -64,6 +75,7 @@ def init_service(
     outbox: Outbox | None = None,
     handlers: Mapping[str, Handler] | None = None,
     deny_list: DenyList | None = None,
+    chores: Mapping[str, Chore] | None = None,
     synchronous: str = "NORMAL",
 ) -> ServiceParts:
     """Wire a service app: web basics, its database, ``/healthz``, ``/readyz`` and its inbox.
@@ -78,7 +90,9 @@ def init_service(
         settings.database_url(name), metadata, name=name, synchronous=synchronous
     )
     revocations = deny_list.revocations(database) if deny_list is not None else None
-    parts = ServiceParts(name, settings, database, outbox, dict(handlers or {}), revocations)
+    parts = ServiceParts(
+        name, settings, database, outbox, dict(handlers or {}), revocations, dict(chores or {})
+    )
     app.extensions[EXTENSION] = parts
     if outbox is not None:  # a peer by URL cannot know what it handles: it takes every event
         init_inbox(app, database, outbox, parts.handlers)

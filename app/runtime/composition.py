@@ -8,8 +8,8 @@ Each service is resolved by convention (``<name>_service:create_app``) or as wri
 is called with the settings and with the parts its signature names: ``peers``, the
 process's service client, for a service that calls others. Then, for each service built
 on the platform (``app.kit.service``): its schema migrated outside production, its
-``/openapi.json``, its requests counted, and its outbox relayed, by a relay that gets
-everything it needs when it is made.
+``/openapi.json``, its requests counted, its outbox relayed, by a relay that gets
+everything it needs when it is made, and its chores repeated in the background.
 """
 
 from __future__ import annotations
@@ -97,6 +97,17 @@ def build_service(
     return factory(settings)
 
 
+def in_app_context(app: Flask, run: Callable[[], None]) -> Callable[[], None]:
+    """``run`` as a background thread calls it: inside ``app``'s context, as a request
+    would be, so it reaches the service's database (``unit_of_work``)."""
+
+    def run_in_context() -> None:
+        with app.app_context():
+            run()
+
+    return run_in_context
+
+
 def create_root_app(services: Mapping[str, WSGIApplication], metrics: Metrics) -> Flask:
     """``/``, ``/healthz``, ``/readyz``, ``/metrics`` and ``/docs`` (Swagger UI for the
     services built on the platform, which serve ``/openapi.json``); other paths get the
@@ -143,7 +154,7 @@ def create_application(
 ) -> Application:
     """The composed application; ``deliver_events=False`` (a one-off command such as
     ``microshop migrate``) starts no background thread (outbox sweepers, deny-list
-    refreshers)."""
+    refreshers, the services' chores)."""
     settings = settings or Settings.from_env()
     peers = ServiceClient(settings)
     metrics = Metrics()
@@ -173,6 +184,10 @@ def create_application(
         if deliver_events and service.revocations is not None:
             refresh = service.revocations.refresh
             background.append(Repeating(f"deny-list-{name}", refresh, every=REFRESH_SECONDS))
+        if deliver_events:
+            for chore_name, chore in service.chores.items():
+                run = in_app_context(services[name], chore.run)  # type: ignore[arg-type]
+                background.append(Repeating(f"{chore_name}-{name}", run, every=chore.every))
     for thread in background:
         thread.start()
     root = create_root_app(services, metrics)

@@ -7,6 +7,7 @@ import json
 import logging
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -18,19 +19,24 @@ import payment_service
 from app.kit.auth import issue_service_token
 from app.kit.database import Database, utcnow
 from app.settings import Settings
-from payment_service.models import Payment, PaymentStatus, Refund, outbox
+from payment_service.errors import ProviderFailed
+from payment_service.models import Payment, PaymentStatus, Refund, RefundStatus, outbox
 from payment_service.providers import SandboxProvider
+from payment_service.service import STRANDED_AFTER
 
 ORDER_ID = 3
 
 
 class RecordingProvider(SandboxProvider):
-    """The sandbox, which can be made to fail refunds, and which checks that no
-    transaction of the payment database is open while it works."""
+    """The sandbox, which can be made to refuse refunds (``failing``) or leave their
+    outcome unknown (``silent``), and which checks that no transaction of the payment
+    database is open while it works."""
 
     def __init__(self, database: Database | None = None):
+        super().__init__()
         self.database = database
         self.failing = False
+        self.silent = False
         self.refunds: list[str] = []
 
     def refund(
@@ -40,8 +46,10 @@ class RecordingProvider(SandboxProvider):
             with self.database.unit_of_work() as session:
                 session.get(Payment, 1)
         if self.failing:
-            raise TimeoutError("the provider did not answer")
+            raise ProviderFailed("the provider refused the refund")
         self.refunds.append(reference)
+        if self.silent:  # made, but the answer never comes back
+            raise TimeoutError("the provider did not answer")
         return super().refund(
             charge_reference=charge_reference,
             amount_minor=amount_minor,
@@ -104,7 +112,10 @@ def state(app: Flask) -> dict[str, Any]:
         return {
             "status": payment.status,
             "refunded_minor": payment.refunded_minor,
-            "refunds": [r.amount_minor for r in session.scalars(select(Refund))],
+            "refunds": [
+                (r.amount_minor, r.status)
+                for r in session.scalars(select(Refund).order_by(Refund.id))
+            ],
             "inbox": list(session.scalars(select(outbox.inbox.c.event_id))),
             "published": [
                 (topic, json.loads(payload))
@@ -125,11 +136,16 @@ def test_a_cancelled_orders_payment_is_refunded_in_full_once(app, provider):
     assert state(app) == {
         "status": PaymentStatus.REFUNDED,
         "refunded_minor": 1000,
-        "refunds": [700],
+        "refunds": [(700, RefundStatus.SUCCEEDED)],
         "inbox": [event_id],
         "published": [("payment.refunded", {"payment_id": payment_id, "order_id": ORDER_ID})],
     }
-    assert provider.refunds == [f"cancel-order-{ORDER_ID}"]
+    assert provider.refunds == references(app)  # made once, under the refund's own key
+
+
+def references(app: Flask) -> list[str]:
+    with database_of(app).unit_of_work(readonly=True) as session:
+        return list(session.scalars(select(Refund.reference).order_by(Refund.id)))
 
 
 def test_an_order_without_a_payment_is_done_at_once(app, provider):
@@ -157,7 +173,7 @@ def test_a_payment_still_being_charged_is_retried_later_without_an_error(
     assert provider.refunds == []
 
 
-def test_a_refund_the_provider_fails_no_longer_counts_and_is_tried_again(
+def test_a_refund_the_provider_refuses_no_longer_counts_and_is_tried_again(
     app, provider, caplog: pytest.LogCaptureFixture
 ):
     a_payment(app, PaymentStatus.SUCCEEDED)
@@ -168,23 +184,87 @@ def test_a_refund_the_provider_fails_no_longer_counts_and_is_tried_again(
     assert reply.status_code == 503
     assert reply.get_json()["data"]["error"] == "retry_later"
     [warning] = [r for r in caplog.records if r.name == "microshop.payments"]
-    assert "TimeoutError: the provider did not answer" in warning.getMessage()
+    assert "ProviderFailed: the provider refused the refund" in warning.getMessage()
     assert warning.exc_info is None  # the cause, not a traceback
     assert state(app)["refunded_minor"] == 0
+    assert state(app)["refunds"] == [(1000, RefundStatus.FAILED)]  # kept, not counted
     assert state(app)["inbox"] == []
 
     provider.failing = False
     assert deliver(app, event_id).status_code == 200
     assert state(app)["status"] is PaymentStatus.REFUNDED
-    assert state(app)["refunds"] == [1000]
-    assert provider.refunds == [f"cancel-order-{ORDER_ID}"]
+    assert state(app)["refunds"] == [(1000, RefundStatus.FAILED), (1000, RefundStatus.SUCCEEDED)]
+    assert provider.refunds == references(app)[1:]
+
+
+def test_a_refund_of_unknown_outcome_stays_counted_until_it_is_made_under_its_key(app, provider):
+    """The provider may have refunded: the refund stays pending and counted, the event
+    waits, and the reconciler makes it again under the same key once it is stranded."""
+    a_payment(app, PaymentStatus.SUCCEEDED)
+    event_id = uuid.uuid4().hex
+    provider.silent = True
+    assert deliver(app, event_id).status_code == 503
+    assert state(app)["refunded_minor"] == 1000
+    assert state(app)["refunds"] == [(1000, RefundStatus.PENDING)]
+    provider.silent = False
+    waiting = deliver(app, event_id)
+    assert waiting.status_code == 503
+    assert waiting.get_json()["data"]["reason"] == "a refund of payment 1 is under way"
+
+    reconcile(app)  # too recent: it may still be under way in a live process
+    assert state(app)["refunds"] == [(1000, RefundStatus.PENDING)]
+    age_refunds(app)
+    reconcile(app)
+    assert state(app)["status"] is PaymentStatus.REFUNDED
+    assert state(app)["refunds"] == [(1000, RefundStatus.SUCCEEDED)]
+    assert provider.refunds == references(app) * 2  # asked twice, under one key
+    assert deliver(app, event_id).status_code == 200
+    assert state(app)["inbox"] == [event_id]
+
+
+def reconcile(app: Flask) -> None:
+    with app.app_context():
+        app.extensions["microshop"].chores["reconcile"].run()
+
+
+def age_refunds(app: Flask) -> None:
+    with database_of(app).unit_of_work() as session:
+        for refund in session.scalars(select(Refund)):
+            refund.updated_at = utcnow() - STRANDED_AFTER - timedelta(seconds=1)
+
+
+def a_pending_refund(app: Flask, payment_id: int, amount_minor: int) -> None:
+    with database_of(app).unit_of_work() as session:
+        session.add(
+            Refund(
+                payment_id=payment_id,
+                amount_minor=amount_minor,
+                status=RefundStatus.PENDING,
+                reference="refund-elsewhere",
+                created_at=utcnow(),
+                updated_at=utcnow(),
+            )
+        )
 
 
 def test_a_refund_under_way_elsewhere_is_waited_for(app, provider):
-    """Everything is counted but not yet recorded: another delivery is calling the
+    """Everything is counted but not yet answered: another delivery is calling the
     provider. Acknowledging now could lose the refund if that one fails."""
-    a_payment(app, PaymentStatus.SUCCEEDED, refunded_minor=1000)
+    payment_id = a_payment(app, PaymentStatus.SUCCEEDED, refunded_minor=1000)
+    a_pending_refund(app, payment_id, 1000)
     reply = deliver(app, uuid.uuid4().hex)
     assert reply.status_code == 503
     assert reply.get_json()["data"]["reason"] == "a refund of payment 1 is under way"
+    assert provider.refunds == []
+
+
+@pytest.mark.parametrize(
+    "status",
+    [PaymentStatus.REFUNDED, PaymentStatus.SUCCEEDED],  # counted in full by a release before 0003
+)
+def test_a_payment_refunded_in_full_already_is_done(app, provider, status: PaymentStatus):
+    a_payment(app, status, refunded_minor=1000)
+    event_id = uuid.uuid4().hex
+    assert deliver(app, event_id).status_code == 200
+    assert state(app)["inbox"] == [event_id]
     assert provider.refunds == []

@@ -71,3 +71,24 @@ def test_a_key_whose_first_use_died_is_taken_over(shop: Shop, alice: Account):
     assert running.json["data"]["error"] == "request_in_progress"
     age_keys(shop, ABANDONED_AFTER + timedelta(seconds=1))
     assert pay(shop, alice, order["id"], "died").status_code == 201
+
+
+def test_a_key_whose_first_use_charged_then_died_answers_with_its_payment(
+    shop: Shop, alice: Account
+):
+    """The first request charged, and its process died before it could store the answer:
+    the retry that takes the key over answers with that payment, not 409."""
+    order = shop.order(alice)
+    age_keys(shop, timedelta(0))  # in-process only (skips over HTTP)
+    first = pay(shop, alice, order["id"], "charged-then-died")
+    assert first.status_code == 201
+    payment_app = shop.payments.transport.client.application.services["payment"]
+    with parts_of(payment_app).database.unit_of_work() as session:  # as if never answered
+        session.execute(update(IdempotencyRecord).values(response_status=None, response_body=None))
+    age_keys(shop, ABANDONED_AFTER + timedelta(seconds=1))
+    retried = pay(shop, alice, order["id"], "charged-then-died")
+    assert retried.status_code == 201, retried.json
+    assert retried.json["data"] == first.json["data"]
+    replayed = pay(shop, alice, order["id"], "charged-then-died")
+    assert replayed.headers["Idempotent-Replayed"] == "true"
+    assert replayed.json["data"] == first.json["data"]

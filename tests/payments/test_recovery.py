@@ -1,20 +1,24 @@
-"""A payment whose process died mid-charge is resumed, never charged a second time."""
+"""What a process that died mid-charge or mid-refund left is finished, never done twice."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 import flaky_provider
-from sqlalchemy import update
+import pytest
+from sqlalchemy import select, update
 from support import PASSWORD, bearer, database_urls, make_settings
 from werkzeug.test import Client
 
-from app.kit.database import utcnow
+from app.kit.database import Database, utcnow
 from app.kit.service import parts_of
 from app.runtime.composition import Application, create_application
 from app.settings import ServiceSpec
-from payment_service.models import Payment, PaymentStatus
+from payment_service.idempotency import ABANDONED_AFTER
+from payment_service.models import IdempotencyRecord, Payment, PaymentStatus, Refund, RefundStatus
 from payment_service.service import STRANDED_AFTER
 
 
@@ -61,41 +65,144 @@ def test_a_stranded_reservation_is_resumed_under_its_own_payment(application: Ap
     assert paid == "paid"
 
 
-def test_a_charge_of_unknown_outcome_is_resumed_never_repeated(tmp_path: Path, backend: str):
+@dataclass
+class FlakyShop:
+    """A shop whose payment provider times out on demand, and a signed-in customer."""
+
+    client: Client
+    headers: dict[str, str]
+    provider: flaky_provider.FlakyProvider
+    payments: Application
+
+    @property
+    def database(self) -> Database:
+        return parts_of(self.payments.services["payment"]).database
+
+    def place_order(self) -> int:
+        order = self.client.post(
+            "/order/", json={"product": "pen", "price": 8}, headers=self.headers
+        )
+        return order.get_json()["data"]["id"]
+
+    def order_status(self, order_id: int) -> str:
+        return self.client.get(f"/order/{order_id}", headers=self.headers).get_json()["data"][
+            "status"
+        ]
+
+    def age(self, model: type[Payment] | type[Refund]) -> None:
+        """As if the process under way had died ``STRANDED_AFTER`` ago."""
+        with self.database.unit_of_work() as session:
+            session.execute(
+                update(model).values(updated_at=utcnow() - STRANDED_AFTER - timedelta(seconds=1))
+            )
+
+    def reconcile(self) -> None:
+        app = self.payments.services["payment"]
+        with app.app_context():
+            parts_of(app).chores["reconcile"].run()
+
+
+@pytest.fixture
+def flaky(tmp_path: Path, backend: str) -> Iterator[FlakyShop]:
     services = tuple(
         ServiceSpec.parse(item) for item in ("user", "order", "payment=flaky_provider:create_app")
     )
-    application = create_application(
-        make_settings(tmp_path, database_urls(backend, tmp_path), services=services)
-    )
+    settings = make_settings(tmp_path, database_urls(backend, tmp_path), services=services)
+    application = create_application(settings, deliver_events=False)  # no reconciler thread
     for service in application.services.values():
         parts_of(service).database.create_schema()
-    provider = flaky_provider.made[-1]
-    try:
-        client = Client(application)
-        body = {"username": "lee", "password": PASSWORD, "email": "lee@example.com"}
-        client.post("/user/register", json=body)
-        login = client.post("/user/login", json={"username": "lee", "password": PASSWORD})
-        headers = bearer(login.get_json()["data"]["token"])
-        order = client.post("/order/", json={"product": "pen", "price": 8}, headers=headers)
-        order_id = order.get_json()["data"]["id"]
-        provider.timing_out = True
-        lost = client.post("/payment/", json={"order_id": order_id}, headers=headers)
-        assert lost.status_code == 500  # charged or not: nobody knows yet
-        provider.timing_out = False
-        blocked = client.post("/payment/", json={"order_id": order_id}, headers=headers)
-        assert (
-            blocked.get_json()["data"]["error"] == "order_already_paid"
-        )  # not freed: no 2nd charge
-        database = parts_of(application.services["payment"]).database
-        with database.unit_of_work() as session:
-            session.execute(
-                update(Payment).values(updated_at=utcnow() - STRANDED_AFTER - timedelta(seconds=1))
+    client = Client(application)
+    body = {"username": "lee", "password": PASSWORD, "email": "lee@example.com"}
+    client.post("/user/register", json=body)
+    login = client.post("/user/login", json={"username": "lee", "password": PASSWORD})
+    headers = bearer(login.get_json()["data"]["token"])
+    yield FlakyShop(client, headers, flaky_provider.made[-1], application)
+    application.dispose()
+
+
+def test_a_charge_of_unknown_outcome_is_resumed_never_repeated(flaky: FlakyShop):
+    client, headers, provider = flaky.client, flaky.headers, flaky.provider
+    order_id = flaky.place_order()
+    provider.timing_out = True
+    lost = client.post("/payment/", json={"order_id": order_id}, headers=headers)
+    assert lost.status_code == 500  # charged or not: nobody knows yet
+    provider.timing_out = False
+    blocked = client.post("/payment/", json={"order_id": order_id}, headers=headers)
+    assert blocked.get_json()["data"]["error"] == "order_already_paid"  # not freed: no 2nd charge
+    flaky.age(Payment)
+    resumed = client.post("/payment/", json={"order_id": order_id}, headers=headers)
+    assert resumed.status_code == 201
+    assert list(provider.charges) == [f"payment-{resumed.get_json()['data']['id']}"]
+    assert flaky.order_status(order_id) == "paid"
+
+
+def test_a_charge_of_unknown_outcome_whose_order_is_cancelled_is_settled_then_refunded(
+    flaky: FlakyShop,
+):
+    """The reconciler asks the provider: it did charge, so the payment succeeded, and
+    the saga refunds it because its order was cancelled meanwhile."""
+    order_id = flaky.place_order()
+    flaky.provider.timing_out = True
+    assert flaky.client.post("/payment/", json={"order_id": order_id}, headers=flaky.headers)
+    flaky.provider.timing_out = False
+    cancelled = flaky.client.delete(f"/order/{order_id}", headers=flaky.headers)
+    assert cancelled.get_json()["data"]["status"] == "cancelled"
+    flaky.reconcile()
+    assert flaky.order_status(order_id) == "cancelled"  # too recent: it may be charging
+    flaky.age(Payment)
+    flaky.reconcile()
+    with flaky.database.unit_of_work(readonly=True) as session:
+        [payment] = session.scalars(select(Payment))
+        [refund] = session.scalars(select(Refund))
+    assert (payment.status, payment.refunded_minor) == (PaymentStatus.REFUNDED, 800)
+    assert refund.status is RefundStatus.SUCCEEDED
+    assert flaky.provider.refunds == [refund.reference]
+    assert flaky.order_status(order_id) == "refunded"
+
+
+def test_a_reservation_the_provider_never_charged_fails_and_frees_the_order(
+    flaky: FlakyShop,
+):
+    order_id = flaky.place_order()
+    flaky.provider.unreachable = True
+    lost = flaky.client.post("/payment/", json={"order_id": order_id}, headers=flaky.headers)
+    assert lost.status_code == 500  # the server cannot tell it from a lost answer
+    flaky.provider.unreachable = False
+    flaky.age(Payment)
+    flaky.reconcile()
+    with flaky.database.unit_of_work(readonly=True) as session:
+        [payment] = session.scalars(select(Payment))
+    assert (payment.status, payment.charged_order_id) == (PaymentStatus.FAILED, None)
+    assert flaky.provider.charges == {}
+    again = flaky.client.post("/payment/", json={"order_id": order_id}, headers=flaky.headers)
+    assert again.status_code == 201
+    assert flaky.order_status(order_id) == "paid"
+
+
+def test_a_refund_of_unknown_outcome_keeps_its_key_and_a_retry_finishes_it(flaky: FlakyShop):
+    order_id = flaky.place_order()
+    paid = flaky.client.post("/payment/", json={"order_id": order_id}, headers=flaky.headers)
+    payment_id = paid.get_json()["data"]["id"]
+    keyed = {**flaky.headers, "Idempotency-Key": "refund-once"}
+    flaky.provider.timing_out = True
+    lost = flaky.client.post(f"/payment/{payment_id}/refund", json={"amount": 3}, headers=keyed)
+    assert lost.status_code == 500  # refunded or not: nobody knows yet
+    flaky.provider.timing_out = False
+    running = flaky.client.post(f"/payment/{payment_id}/refund", json={"amount": 3}, headers=keyed)
+    assert running.get_json()["data"]["error"] == "request_in_progress"  # the key is not freed
+    with flaky.database.unit_of_work() as session:
+        session.execute(
+            update(IdempotencyRecord).values(
+                created_at=utcnow() - ABANDONED_AFTER - timedelta(seconds=1)
             )
-        resumed = client.post("/payment/", json={"order_id": order_id}, headers=headers)
-        assert resumed.status_code == 201
-        assert list(provider.charges) == [f"payment-{resumed.get_json()['data']['id']}"]
-        paid = client.get(f"/order/{order_id}", headers=headers).get_json()["data"]["status"]
-        assert paid == "paid"
-    finally:
-        application.dispose()
+        )
+    flaky.age(Refund)
+    finished = flaky.client.post(f"/payment/{payment_id}/refund", json={"amount": 3}, headers=keyed)
+    assert finished.status_code == 201, finished.get_data(as_text=True)
+    with flaky.database.unit_of_work(readonly=True) as session:
+        [refund] = session.scalars(select(Refund))
+        payment = session.get_one(Payment, payment_id)
+    assert finished.get_json()["data"]["id"] == refund.id
+    assert refund.status is RefundStatus.SUCCEEDED
+    assert flaky.provider.refunds == [refund.reference] * 2  # asked again under its own key
+    assert (payment.status, payment.refunded_minor) == (PaymentStatus.PARTIALLY_REFUNDED, 300)

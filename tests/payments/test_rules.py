@@ -23,7 +23,7 @@ from payment_service.errors import (
     PaymentNotRefundable,
     RefundExceedsPayment,
 )
-from payment_service.models import Base, Payment, PaymentStatus, Refund, outbox
+from payment_service.models import Base, Payment, PaymentStatus, Refund, RefundStatus, outbox
 from payment_service.orders import OrderFacts
 from payment_service.schemas import PaymentQuery
 
@@ -300,14 +300,14 @@ def test_list_pages_run_newest_first_and_follow_next_cursor(session: Session):
 
 def test_a_refund_without_an_amount_takes_all_that_is_left(session: Session):
     payment = paid(session)
-    assert service.reserve_refund(session, payment, None) == 1000
+    assert service.reserve_refund(session, payment, None).amount_minor == 1000
     assert refunded_minor(session, payment.id) == 1000
 
 
 def test_a_refund_without_an_amount_after_a_partial_one_takes_the_rest(session: Session):
     payment = paid(session)
-    assert service.reserve_refund(session, payment, 600) == 600
-    assert service.reserve_refund(session, payment, None) == 400
+    assert service.reserve_refund(session, payment, 600).amount_minor == 600
+    assert service.reserve_refund(session, payment, None).amount_minor == 400
     assert refunded_minor(session, payment.id) == 1000
 
 
@@ -318,7 +318,7 @@ def test_a_refund_over_what_is_left_is_refused_and_counts_nothing(session: Sessi
         service.reserve_refund(session, payment, 401)
     assert raised.value.slug == "refund_exceeds_payment"
     assert refunded_minor(session, payment.id) == 600
-    assert service.reserve_refund(session, payment, 400) == 400  # exactly what is left
+    assert service.reserve_refund(session, payment, 400).amount_minor == 400  # all that is left
 
 
 @pytest.mark.parametrize("status", [PaymentStatus.PROCESSING, PaymentStatus.FAILED])
@@ -334,7 +334,7 @@ def test_a_payment_that_never_succeeded_cannot_be_refunded(session: Session, sta
 
 def test_a_payment_with_nothing_left_cannot_be_refunded(session: Session):
     payment = paid(session)
-    service.record_refund(session, payment.id, service.reserve_refund(session, payment, None), "r1")
+    service.record_refund(session, service.reserve_refund(session, payment, None).id, "r1")
     with pytest.raises(PaymentNotRefundable) as raised:
         service.reserve_refund(session, payment, None)
     assert raised.value.slug == "payment_not_refundable"
@@ -344,16 +344,56 @@ def test_a_payment_with_nothing_left_cannot_be_refunded(session: Session):
 
 def test_releasing_a_refund_gives_its_amount_back(session: Session):
     payment = paid(session)
-    service.reserve_refund(session, payment, 600)
-    service.release_refund(session, payment.id, 600)
+    refund = service.reserve_refund(session, payment, 600)
+    service.release_refund(session, refund.id)
     assert refunded_minor(session, payment.id) == 0
-    assert service.reserve_refund(session, payment, None) == 1000
+    assert refund.status is RefundStatus.FAILED  # kept, so the attempt shows
+    service.release_refund(session, refund.id)  # once only
+    assert refunded_minor(session, payment.id) == 0
+    assert service.reserve_refund(session, payment, None).amount_minor == 1000
+
+
+def test_a_counted_refund_is_a_pending_row_in_the_same_transaction(session: Session):
+    """The count and the rows are one fact: a crash after the count leaves a row to
+    finish, never a count that no refund explains."""
+    payment = paid(session)
+    refund = service.reserve_refund(session, payment, 600)
+    assert (refund.amount_minor, refund.status, refund.provider_reference) == (
+        600,
+        RefundStatus.PENDING,
+        None,
+    )
+    assert refund.reference.startswith(f"refund-{payment.id}-")
+    assert service.refunds_under_way(session, payment.id)
+    assert refunded_minor(session, payment.id) == sum(
+        session.scalars(select(Refund.amount_minor).where(Refund.status != RefundStatus.FAILED))
+    )
+
+
+def test_recording_a_refund_twice_changes_nothing_the_second_time(session: Session):
+    payment = paid(session)
+    refund = service.reserve_refund(session, payment, None)
+    service.record_refund(session, refund.id, "re_1")
+    service.record_refund(session, refund.id, "re_2")  # a reconciler after a slow first try
+    assert refund.provider_reference == "re_1"
+    assert [topic for topic, _ in events(session)] == ["payment.succeeded", "payment.refunded"]
+
+
+def test_a_payment_is_refunded_only_when_no_refund_of_it_is_under_way(session: Session):
+    payment = paid(session)
+    first = service.reserve_refund(session, payment, 400)
+    rest = service.reserve_refund(session, payment, None)
+    service.record_refund(session, rest.id, "re_rest")
+    assert payment.status is PaymentStatus.PARTIALLY_REFUNDED  # 400 still under way
+    service.record_refund(session, first.id, "re_first")
+    assert payment.status is PaymentStatus.REFUNDED
+    assert [topic for topic, _ in events(session)] == ["payment.succeeded", "payment.refunded"]
 
 
 def test_refunding_the_rest_marks_the_payment_refunded_and_publishes_it(session: Session):
     payment = paid(session, order_id=7)
     refund = service.record_refund(
-        session, payment.id, service.reserve_refund(session, payment, None), "re_1"
+        session, service.reserve_refund(session, payment, None).id, "re_1"
     )
     assert (refund.payment_id, refund.amount_minor, refund.provider_reference) == (
         payment.id,
@@ -373,7 +413,7 @@ def test_a_partial_refund_marks_the_payment_partially_refunded_and_publishes_not
     session: Session,
 ):
     payment = paid(session)
-    service.record_refund(session, payment.id, service.reserve_refund(session, payment, 300), "r1")
+    service.record_refund(session, service.reserve_refund(session, payment, 300).id, "r1")
     assert session.scalar(select(Payment.status).where(Payment.id == payment.id)) == (
         PaymentStatus.PARTIALLY_REFUNDED
     )
@@ -384,11 +424,51 @@ def test_a_partial_refund_marks_the_payment_partially_refunded_and_publishes_not
 def test_partial_refunds_that_add_up_to_the_payment_end_it_refunded(session: Session):
     payment = paid(session)
     for amount, reference in ((300, "r1"), (None, "r2")):
-        counted = service.reserve_refund(session, payment, amount)
-        service.record_refund(session, payment.id, counted, reference)
+        service.record_refund(
+            session, service.reserve_refund(session, payment, amount).id, reference
+        )
     refunds = session.execute(
         select(Refund.amount_minor, Refund.provider_reference).order_by(Refund.id)
     ).all()
     assert [tuple(row) for row in refunds] == [(300, "r1"), (700, "r2")]
     assert payment.status is PaymentStatus.REFUNDED
     assert [topic for topic, _ in events(session)] == ["payment.succeeded", "payment.refunded"]
+
+
+# --- what a dead process left --------------------------------------------------------------
+
+
+def aged(session: Session, row: Payment | Refund) -> None:
+    row.updated_at = utcnow() - service.STRANDED_AFTER - timedelta(seconds=1)
+    session.flush()
+
+
+def test_settling_a_payment_twice_changes_nothing_the_second_time(session: Session):
+    payment = paid(session)
+    service.settle_payment(session, payment.id, "ch_other")  # the reconciler, after a slow try
+    service.fail_payment(session, payment.id, "never charged")
+    assert (payment.status, payment.provider_reference) == (PaymentStatus.SUCCEEDED, "ch_1")
+    assert [topic for topic, _ in events(session)] == ["payment.succeeded"]
+
+
+def test_only_what_is_under_way_past_the_lease_is_stranded_and_taken_over_once(
+    session: Session,
+):
+    recent = reserved(session, order_id=1)
+    old = reserved(session, order_id=2)
+    aged(session, old)
+    aged(session, paid(session, order_id=3))  # settled: nothing to do
+    refunded = paid(session, order_id=4)
+    pending = service.reserve_refund(session, refunded, 300)
+    done = service.reserve_refund(session, refunded, 300)
+    service.record_refund(session, done.id, "re_1")
+    for refund in (pending, done):
+        aged(session, refund)
+
+    assert service.stranded(session, Payment) == [old.id]
+    assert service.stranded(session, Refund) == [pending.id]
+    assert not service.take_over(session, Payment, recent.id)  # it may still be charging
+    assert service.take_over(session, Payment, old.id)
+    assert not service.take_over(session, Payment, old.id)  # leased to the first taker
+    assert service.take_over(session, Refund, pending.id)
+    assert service.stranded(session, Payment) == service.stranded(session, Refund) == []

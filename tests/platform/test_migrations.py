@@ -36,7 +36,7 @@ from app.runtime.migrations import (
     version_table,
 )
 
-HEADS = {"user": "0002", "order": "0003", "payment": "0002"}
+HEADS = {"user": "0002", "order": "0003", "payment": "0003"}
 """The revision each service's history ends at."""
 
 
@@ -276,3 +276,42 @@ def test_deny_list_entries_made_before_their_times_were_kept_get_one(
     assert denied_at is not None
     assert changed_at is not None
     assert differences(database, service) == []
+
+
+def test_refunds_made_before_refunds_were_rows_first_stay_succeeded_and_counted(
+    service_database,
+):
+    database = service_database("payment")
+    upgrade(database, "payment", "payment_service", "0002")
+    with database.engine.begin() as connection:
+        connection.exec_driver_sql(
+            "INSERT INTO payments (id, order_id, userid, amount_minor, currency, status,"
+            " refunded_minor, method, charged_order_id, provider_reference, created_at,"
+            " updated_at) VALUES (1, 5, 7, 1000, 'USD', 'partially_refunded', 300,"
+            " 'tok_visa', 5, 'ch_1', '2026-11-30 10:00:00', '2026-11-30 10:00:00')"
+        )
+        connection.exec_driver_sql(
+            "INSERT INTO refunds (id, payment_id, amount_minor, provider_reference, created_at)"
+            " VALUES (1, 1, 300, 're_1', '2026-11-30 11:00:00')"
+        )
+    upgrade(database, "payment", "payment_service")
+    assert differences(database, "payment") == []
+    with database.unit_of_work() as session:
+        [row] = session.execute(
+            text("SELECT status, reference, provider_reference, updated_at FROM refunds")
+        )
+        assert tuple(row[:3]) == ("succeeded", "before-0003-1", "re_1")
+        assert str(row[3]).startswith("2026-11-30 11:00:00")
+        session.execute(  # a refund under way when the database is taken back down
+            text(
+                "INSERT INTO refunds (id, payment_id, amount_minor, status, reference,"
+                " created_at, updated_at) VALUES (2, 1, 700, 'pending', 'refund-1-x',"
+                " '2026-12-01 09:00:00', '2026-12-01 09:00:00')"
+            )
+        )
+        session.execute(text("UPDATE payments SET refunded_minor = 1000"))
+    downgrade(database, "payment", "payment_service", "0002")
+    with database.unit_of_work(readonly=True) as session:
+        refunds = session.execute(text("SELECT id, provider_reference FROM refunds ORDER BY id"))
+        assert [tuple(row) for row in refunds] == [(1, "re_1"), (2, "refund-1-x")]
+        assert session.scalar(text("SELECT refunded_minor FROM payments")) == 1000
