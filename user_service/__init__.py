@@ -15,7 +15,7 @@ from app.settings import Settings
 from user_service import events, resources
 from user_service.commands import create_admin
 from user_service.models import Base, outbox
-from user_service.rate_limits import limit_logins
+from user_service.rate_limits import init_rate_limits
 
 COMMANDS = (create_admin,)
 """What the user service adds to ``microshop`` (and to ``flask --app user_service``)."""
@@ -40,8 +40,13 @@ def create_app(settings: Settings | None = None) -> Flask:
     api.route(resources.Logouts, "/logout")
     api.route(resources.CurrentUser, "/me", legacy={"/info": "GET"})
     api.route(resources.UserItem, "/<id:user_id>")
-    api.route(resources.Passwords, "/password")
-    limit_logins(app, settings, endpoint="login")
+    api.route(resources.Passwords, "/password", endpoint="password")
+    init_rate_limits(
+        app,
+        settings,
+        login_endpoint="login",
+        password_endpoint="password",  # noqa: S106 - an endpoint's name
+    )
     for command in COMMANDS:
         app.cli.add_command(command)
     return app
