@@ -222,6 +222,8 @@ class Broker:
     def publish(self, messages: Sequence[Message]) -> None:
         """Persistent messages, each confirmed by the broker before this returns;
         ``BrokerUnavailable`` if any is not (the caller keeps them and tries again)."""
+        if not messages:
+            return
         with self._publishing:
             confirmed: list[str] = []
             unroutable: list[str] = []
@@ -447,6 +449,9 @@ class Consumer:
             except BROKEN as error:
                 if not self._stop.is_set():
                     self._stop.wait(self._outage.failed(error))
+            except Exception:  # a bug here must not end the thread unseen
+                log.exception("%s failed; it starts again in %g s", self.name, RECONNECT_AT_MOST)
+                self._stop.wait(RECONNECT_AT_MOST)
             finally:
                 self._consuming.clear()
                 close_quietly(connection)

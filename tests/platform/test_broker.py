@@ -422,3 +422,19 @@ def test_a_handler_longer_than_the_heartbeat_keeps_the_connection(names: Names, 
     assert len(recorder.seen) == 1  # acked on the connection it came by: not delivered again
     assert [r for r in caplog.records if r.name == "microshop.broker"] == []
     assert ready_count(names.url, queue) == 0
+
+
+def test_an_exclusive_queue_retries_through_its_own_delay_queues(names: Names):
+    broker = names.broker()
+    recorder = Recorder(lambda m: Outcome.RETRY if m.attempts == 0 else Outcome.DONE)
+    consumer = broker.consume("", {"token.revoked"}, recorder, exclusive=True)
+    assert consumer.wait_consuming(10)
+    sent = message("token.revoked")
+    broker.publish([sent])
+    wait_for(lambda: len(recorder.seen) == 2)
+    consumer.stop()
+    broker.close()
+    assert [(m.id, m.topic, m.attempts) for m, _ in recorder.seen] == [
+        (sent.id, "token.revoked", 0),
+        (sent.id, "token.revoked", 1),
+    ]
