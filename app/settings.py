@@ -33,7 +33,7 @@ MAX_TOKEN_TTL = 366 * 24 * 60 * 60
 MAX_PORT = 65535
 _SERVICE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _SERVICE_URL = re.compile(r"^MICROSHOP_([A-Z][A-Z0-9_]*)_URL$")
-_NOT_SERVICES = {"REDIS"}
+_NOT_SERVICES = {"REDIS", "BROKER"}
 _REDIS_SCHEMES = ("redis", "rediss", "redis+unix")
 _RATE_LIMIT = "a limit such as '10 per minute' (several joined by ';')"
 _DATABASE_URL = "a database URL such as sqlite:///path/to/file.db or postgresql://user@host/db"
@@ -113,7 +113,13 @@ class Settings:
     database_urls: Mapping[str, str] = field(default_factory=dict)
     service_urls: Mapping[str, str] = field(default_factory=dict)
     redis_url: str | None = None
+    broker_url: str | None = None
+    """RabbitMQ (``amqp://``), which carries the events between processes when set."""
     outbox_sweep_seconds: float = 2.0
+    event_max_attempts: int = 10
+    """Failed handlings of an event before it is a dead letter."""
+    event_retention_days: int = 7
+    """How long sent outbox rows and the inbox's event ids are kept."""
     access_token_ttl: int = 15 * 60
     refresh_token_ttl: int = 30 * 24 * 60 * 60
     login_rate_limit: str = "10 per minute"
@@ -162,8 +168,15 @@ class Settings:
             },
             service_urls=_service_urls(environ),
             redis_url=_redis_url(environ.get("MICROSHOP_REDIS_URL", "")),
+            broker_url=_broker_url(environ.get("MICROSHOP_BROKER_URL", "")),
             outbox_sweep_seconds=_seconds(
                 environ, "MICROSHOP_OUTBOX_SWEEP_SECONDS", cls.outbox_sweep_seconds
+            ),
+            event_max_attempts=_whole_number(
+                environ, "MICROSHOP_EVENT_MAX_ATTEMPTS", cls.event_max_attempts, maximum=1000
+            ),
+            event_retention_days=_whole_number(
+                environ, "MICROSHOP_EVENT_RETENTION_DAYS", cls.event_retention_days, maximum=3650
             ),
             access_token_ttl=_whole_number(
                 environ, "MICROSHOP_ACCESS_TOKEN_TTL", cls.access_token_ttl, maximum=MAX_TOKEN_TTL
@@ -266,6 +279,16 @@ def _is_base_url(value: str, schemes: tuple[str, ...]) -> bool:
     except ValueError:
         return False
     return parts.scheme in schemes and bool(parts.hostname) and not parts.query + parts.fragment
+
+
+def _broker_url(value: str) -> str | None:
+    """A query (``?heartbeat=30``) is allowed: pika reads its options from there."""
+    if value and not _is_base_url(value.partition("?")[0], ("amqp", "amqps")):
+        raise ConfigError(
+            "MICROSHOP_BROKER_URL must be a RabbitMQ URL: amqp://user:password@host[:port][/vhost]"
+            " or amqps:// (TLS)"
+        )
+    return value or None
 
 
 def _redis_url(value: str) -> str | None:

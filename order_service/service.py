@@ -9,6 +9,7 @@ from app.kit.auth import Caller
 from app.kit.database import utcnow
 from app.kit.errors import Forbidden, NotFound
 from app.kit.pagination import Page, keyset_page
+from app.kit.topics import OrderCancelled
 from order_service.errors import IllegalTransition
 from order_service.models import Order, OrderStatus, outbox
 from order_service.schemas import NewOrder, OrderQuery
@@ -78,7 +79,7 @@ def cancel_order(session: Session, caller: Caller, order_id: int) -> Order:
     was_paid = order.status is OrderStatus.PAID
     transition(order, OrderStatus.CANCELLED)
     if was_paid:
-        outbox.publish(session, "order.cancelled", {"order_id": order.id})
+        outbox.publish(session, OrderCancelled(order_id=order.id))
     return order
 
 

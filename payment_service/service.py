@@ -18,6 +18,7 @@ from app.kit.auth import Caller
 from app.kit.database import utcnow
 from app.kit.errors import Forbidden, NotFound
 from app.kit.pagination import Page, keyset_page
+from app.kit.topics import PaymentRefunded, PaymentSucceeded
 from payment_service.errors import (
     OrderAlreadyPaid,
     OrderNotPayable,
@@ -130,9 +131,7 @@ def settle_payment(session: Session, payment_id: int, charge_reference: str) -> 
     payment.status = PaymentStatus.SUCCEEDED
     payment.provider_reference = charge_reference
     payment.updated_at = utcnow()
-    outbox.publish(
-        session, "payment.succeeded", {"payment_id": payment.id, "order_id": payment.order_id}
-    )
+    outbox.publish(session, PaymentSucceeded(payment_id=payment.id, order_id=payment.order_id))
     return payment
 
 
@@ -228,9 +227,7 @@ def record_refund(session: Session, refund_id: int, provider_reference: str) -> 
     session.refresh(payment)  # reserve_refund's UPDATE may have run in this same session
     if payment.remaining_minor == 0 and not refunds_under_way(session, payment.id):
         payment.status = PaymentStatus.REFUNDED
-        outbox.publish(
-            session, "payment.refunded", {"payment_id": payment.id, "order_id": payment.order_id}
-        )
+        outbox.publish(session, PaymentRefunded(payment_id=payment.id, order_id=payment.order_id))
     elif payment.status is not PaymentStatus.REFUNDED:
         payment.status = PaymentStatus.PARTIALLY_REFUNDED
     payment.updated_at = utcnow()

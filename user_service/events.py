@@ -4,11 +4,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
-from app.kit.events import Handler
+from app.kit.events import Handlers
 
 
-def handlers() -> Mapping[str, Handler]:
+def handlers() -> Handlers:
     """What the user service does on other services' events: nothing yet."""
     return {}

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from app.kit.auth import Caller
 from app.kit.errors import Forbidden, NotFound
+from app.kit.topics import TokenRevoked, UserTokensInvalidated
 from user_service import passwords
 from user_service.errors import EmailTaken, InvalidCredentials, UsernameTaken
 from user_service.models import User, deny_list, outbox
@@ -96,9 +97,7 @@ def change_password(session: Session, caller: Caller, form: PasswordChange) -> U
         raise InvalidCredentials("old password is wrong")
     user.password_hash = passwords.hash_password(form.new_password)
     user.token_version += 1
-    outbox.publish(
-        session, "user.tokens_invalidated", {"user_id": user.id, "version": user.token_version}
-    )
+    outbox.publish(session, UserTokensInvalidated(user_id=user.id, version=user.token_version))
     return user
 
 
@@ -108,11 +107,10 @@ def revoke_tokens(session: Session, tokens: Iterable[Mapping[str, Any]]) -> None
     Revoking twice is harmless."""
     for claims in tokens:
         if deny_list.deny(session, claims["jti"], datetime.fromtimestamp(claims["exp"], UTC)):
-            outbox.publish(
-                session,
-                "token.revoked",
-                {"jti": claims["jti"], "user_id": int(claims["sub"]), "expires_at": claims["exp"]},
+            revoked = TokenRevoked(
+                jti=claims["jti"], user_id=int(claims["sub"]), expires_at=int(claims["exp"])
             )
+            outbox.publish(session, revoked)
 
 
 def is_revoked(session: Session, claims: Mapping[str, Any]) -> bool:

@@ -3,7 +3,7 @@
     deny_list = DenyList(Base.metadata)                 # models.py: its two tables
     parts = init_service(app, settings, ..., deny_list=deny_list)
     init_jwt(app, settings, is_revoked=parts.revocations.is_revoked)    # from memory
-    handlers = {**deny_list.handlers, ...}              # token.revoked, user.tokens_invalidated
+    handlers = {**deny_list.handlers, ...}              # TokenRevoked, UserTokensInvalidated
 
 Two kinds of entry: a token's ``jti`` (a logout; kept until the token would have expired
 anyway), and a user's minimum token version (a password change: every token with an
@@ -30,7 +30,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.kit.database import Database, UTCDateTime, utcnow
-from app.kit.events import Handler, Handling
+from app.kit.events import Handlers, Handling
+from app.kit.topics import TokenRevoked, UserTokensInvalidated
 
 REFRESH_SECONDS = 0.5
 """How often a process reads the entries other processes made: half the one second a
@@ -58,9 +59,9 @@ class DenyList:
             Column("version", Integer, nullable=False),
             Column("changed_at", UTCDateTime, nullable=False, index=True),
         )
-        self.handlers: Mapping[str, Handler] = {
-            "token.revoked": self.on_token_revoked,
-            "user.tokens_invalidated": self.on_tokens_invalidated,
+        self.handlers: Handlers = {
+            TokenRevoked: self.on_token_revoked,
+            UserTokensInvalidated: self.on_tokens_invalidated,
         }
 
     def deny(self, session: Session, jti: str, expires_at: datetime) -> bool:
@@ -104,13 +105,13 @@ class DenyList:
         """Read from the database: for the user service, which checks its own rows."""
         return session.scalar(select(self.denied.c.jti).where(self.denied.c.jti == jti)) is not None
 
-    def on_token_revoked(self, payload: dict[str, Any], handling: Handling) -> None:
+    def on_token_revoked(self, event: TokenRevoked, handling: Handling) -> None:
         with handling() as session:
-            self.deny(session, payload["jti"], datetime.fromtimestamp(payload["expires_at"], UTC))
+            self.deny(session, event.jti, datetime.fromtimestamp(event.expires_at, UTC))
 
-    def on_tokens_invalidated(self, payload: dict[str, Any], handling: Handling) -> None:
+    def on_tokens_invalidated(self, event: UserTokensInvalidated, handling: Handling) -> None:
         with handling() as session:
-            self.raise_version(session, int(payload["user_id"]), int(payload["version"]))
+            self.raise_version(session, event.user_id, event.version)
 
     def revocations(self, database: Database) -> Revocations:
         """The entries of ``database``, kept in memory for this process."""
@@ -172,6 +173,14 @@ class Revocations:
                 forget_expired_at=started,
             )
             self._read_until = started
+
+    def learn(self, event: TokenRevoked | UserTokensInvalidated) -> None:
+        """Count a revocation as soon as it is heard of (a process's own queue on the
+        broker), before the next ``refresh`` would read it from the database."""
+        if isinstance(event, TokenRevoked):
+            self._apply([(event.jti, datetime.fromtimestamp(event.expires_at, UTC), None, None)])
+        else:
+            self._apply([(None, None, event.user_id, event.version)])
 
     def _committed(self, session: Session) -> None:
         """A unit of work of this process committed: its entries count from now on."""

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 from app.kit.database import Database, DatabaseNotReady
 from app.kit.deny_list import DenyList, Revocations
 from app.kit.errors import ServiceUnavailable
-from app.kit.events import Handler, Outbox, init_inbox
+from app.kit.events import Handlers, Outbox, init_inbox
 from app.kit.openapi import operation
 from app.kit.responses import error_response, ok
 from app.kit.web import init_web
@@ -58,8 +58,8 @@ class ServiceParts:
     database: Database
     outbox: Outbox | None = None
     """Its outbox and inbox: where it publishes events and takes them; None: neither."""
-    handlers: Mapping[str, Handler] = field(default_factory=dict)
-    """What it does on each topic it handles; its inbox acknowledges the others."""
+    handlers: Handlers = field(default_factory=dict)
+    """What it does on each topic it handles, by the topic's event model."""
     revocations: Revocations | None = None
     """Its deny list in memory, which the runtime refreshes; None: it keeps none."""
     chores: Mapping[str, Chore] = field(default_factory=dict)
@@ -73,7 +73,7 @@ def init_service(
     name: str,
     metadata: MetaData,
     outbox: Outbox | None = None,
-    handlers: Mapping[str, Handler] | None = None,
+    handlers: Handlers | None = None,
     deny_list: DenyList | None = None,
     chores: Mapping[str, Chore] | None = None,
     synchronous: str = "NORMAL",
@@ -95,7 +95,7 @@ def init_service(
     )
     app.extensions[EXTENSION] = parts
     if outbox is not None:  # a peer by URL cannot know what it handles: it takes every event
-        init_inbox(app, database, outbox, parts.handlers)
+        init_inbox(app, database, outbox, parts.handlers, max_attempts=settings.event_max_attempts)
 
     @app.get("/healthz")
     @operation(responses={200: None}, auth=False)

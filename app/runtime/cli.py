@@ -3,6 +3,9 @@
     microshop serve --port 8080             # waitress, every service in one process
     microshop migrate [--service order]     # each mounted service's schema to its head
     microshop init-db                       # the same as migrate (its older name)
+    microshop events                        # events unsent, failing or dead, per service
+    microshop events retry <event id>       # put a dead letter back
+    microshop worker [--service order]      # consume RabbitMQ in a process of its own
     microshop create-admin alice --email alice@example.com   # a user service command
 
 A service offers a command in its module's ``COMMANDS`` (``user_service.COMMANDS``); it
@@ -14,16 +17,21 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
+from typing import Any
 
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from app import __version__
-from app.kit.service import parts_of
+from app.kit.events import Outbox, retry_failed, revive
+from app.kit.service import ServiceParts, parts_of
 from app.runtime import serving
 from app.runtime.composition import Application, create_application, load_factory
+from app.runtime.consumers import queue_of
 from app.runtime.documents import build_document
 from app.runtime.migrations import MigrationError, prepare_schema
 from app.settings import ConfigError, ServiceSpec, Settings, listening_port, services_from_env
@@ -237,3 +245,97 @@ def openapi(ctx: click.Context, out: Path) -> None:
 def init_db(ctx: click.Context) -> None:
     """The same as `migrate`: every mounted service's schema, created or brought up to date."""
     _migrate(ctx, None)
+
+
+def _event_services(ctx: click.Context) -> dict[str, tuple[Any, ServiceParts, Outbox]]:
+    """The mounted services that publish and take events: their app, parts and outbox."""
+    found = {}
+    for name, app in _application(ctx).services.items():
+        service = parts_of(app)
+        if service is not None and service.outbox is not None:
+            found[name] = (app, service, service.outbox)
+    return found
+
+
+@main.group(invoke_without_command=True)
+@click.pass_context
+def events(ctx: click.Context) -> None:
+    """List the events each mounted service has not sent, is still failing to handle, or
+    gave up on (dead letters), oldest first."""
+    if ctx.invoked_subcommand is not None:
+        return
+    lines = []
+    for name, (_app, service, outbox) in _event_services(ctx).items():
+        with service.database.unit_of_work(readonly=True) as session:
+            for trouble in outbox.troubles(session):
+                since = trouble.since.strftime("%Y-%m-%dT%H:%M:%SZ")
+                error = (trouble.last_error or "").replace("\n", " ")
+                lines.append(
+                    f"{name:<8} {trouble.state:<7} {trouble.event_id} {trouble.topic:<24} "
+                    f"attempts={trouble.attempts:<3} since={since} {error}".rstrip()
+                )
+    click.echo("\n".join(lines) if lines else "no event is unsent, failing or dead")
+
+
+@events.command("retry")
+@click.argument("event_id")
+@click.pass_context
+def retry(ctx: click.Context, event_id: str) -> None:
+    """Put the dead letter EVENT_ID back, with its attempts counted from none: handled now,
+    or with a broker, put back in its service's queue. If it fails again, it is retried as
+    any failed event is."""
+    found = False
+    application = _application(ctx)
+    for name, (app, service, outbox) in _event_services(ctx).items():
+        if not revive(service.database, outbox, event_id):
+            continue
+        found = True
+        if application.broker is not None:  # back into the queue, for a consumer to take
+            if application.broker.retry_dead(queue_of(name), event_id):
+                click.echo(f"{name}: {event_id} put back in {queue_of(name)}")
+            else:
+                click.echo(f"{name}: {event_id} revived; it is not in {queue_of(name)}.dead")
+            continue
+        with app.app_context():
+            retry_failed(
+                service.database,
+                outbox,
+                service.handlers,
+                max_attempts=service.settings.event_max_attempts,
+                event_id=event_id,
+            )
+        with service.database.unit_of_work(readonly=True) as session:
+            left = [t for t in outbox.troubles(session) if t.event_id == event_id]
+        if left:
+            click.echo(f"{name}: {event_id} failed again ({left[0].state}): {left[0].last_error}")
+        else:
+            click.echo(f"{name}: {event_id} handled")
+    if not found:
+        raise click.ClickException(f"no mounted service has a dead letter {event_id}")
+
+
+@main.command()
+@click.option("--service", "only", metavar="NAME", help="Consume only this service's queue.")
+@click.pass_context
+def worker(ctx: click.Context, only: str | None) -> None:
+    """Take the mounted services' events from RabbitMQ (MICROSHOP_BROKER_URL), and relay
+    their outboxes, in a process of its own, until SIGTERM or Ctrl-C."""
+    settings = _settings(ctx)
+    if settings.broker_url is None:
+        raise click.ClickException("worker needs MICROSHOP_BROKER_URL: it consumes RabbitMQ")
+    mounted = {spec.name for spec in settings.services}
+    if only is not None and only not in mounted:
+        raise click.BadParameter(
+            f"no service {only!r} is mounted here (mounted: {', '.join(sorted(mounted))})",
+            param_hint="'--service'",
+        )
+    application = create_application(settings, consume=None if only is None else {only})
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    names = ", ".join(consumer.name for consumer in application.consumers) or "nothing"
+    click.echo(f"worker: consuming {names}")
+    try:
+        stopping.wait()
+    finally:
+        application.dispose()

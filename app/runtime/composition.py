@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from flask import Flask, Response, request
@@ -28,6 +29,8 @@ from app.kit.responses import ok
 from app.kit.service import ServiceParts, parts_of, readiness
 from app.kit.web import init_web
 from app.runtime.background import Repeating
+from app.runtime.broker import Broker, Consumer
+from app.runtime.consumers import start_consumers
 from app.runtime.docs_ui import register_docs
 from app.runtime.documents import add_document_route
 from app.runtime.migrations import prepare_schema
@@ -51,6 +54,8 @@ class Application(DispatcherMiddleware):
         metrics: Metrics,
         relays: Mapping[str, Relay],
         background: list[Repeating],
+        broker: Broker | None = None,
+        consumers: list[Consumer] | None = None,
     ):
         super().__init__(root, {f"/{name}": service for name, service in services.items()})
         self.root = root
@@ -61,12 +66,21 @@ class Application(DispatcherMiddleware):
         self.relays = dict(relays)
         """Each publishing service's relay, by service name."""
         self.background = background
-        """The outbox sweepers and deny-list refreshers this process runs."""
+        """The outbox sweepers, deny-list refreshers and chores this process runs."""
+        self.broker = broker
+        """RabbitMQ, when ``MICROSHOP_BROKER_URL`` is set: it carries every event."""
+        self.consumers = consumers or []
+        """This process's consumers of the broker's queues."""
 
     def dispose(self) -> None:
-        """Stop the background threads and close every connection to databases and services."""
+        """Stop the background threads and close every connection to databases, services
+        and the broker."""
+        for consumer in self.consumers:
+            consumer.stop()
         for thread in self.background:
             thread.stop()
+        if self.broker is not None:
+            self.broker.close()
         for app in self.services.values():
             service = parts_of(app)
             if service is not None:
@@ -150,11 +164,16 @@ def create_root_app(services: Mapping[str, WSGIApplication], metrics: Metrics) -
 
 
 def create_application(
-    settings: Settings | None = None, *, deliver_events: bool = True
+    settings: Settings | None = None,
+    *,
+    deliver_events: bool = True,
+    consume: Collection[str] | None = None,
 ) -> Application:
     """The composed application; ``deliver_events=False`` (a one-off command such as
     ``microshop migrate``) starts no background thread (outbox sweepers, deny-list
-    refreshers, the services' chores)."""
+    refreshers, the services' chores, the broker's consumers). With a broker, each
+    service that handles events consumes its queue (only those in ``consume``, if given:
+    ``microshop worker --service``)."""
     settings = settings or Settings.from_env()
     peers = ServiceClient(settings)
     metrics = Metrics()
@@ -171,16 +190,23 @@ def create_application(
                 prepare_schema(service.database, name, app.import_name)  # type: ignore[attr-defined]
             add_document_route(app, name, __version__)  # type: ignore[arg-type]
         metrics.instrument(app, name)
-    subscribers = {name for name, service in parts.items() if service.outbox} | set(peers.urls)
+    subscriptions: dict[str, Collection[str] | None] = dict.fromkeys(peers.urls)
+    subscriptions |= {
+        name: {model.topic for model in service.handlers}
+        for name, service in parts.items()
+        if service.outbox is not None
+    }
+    broker = Broker(settings.broker_url) if settings.broker_url else None
     relays: dict[str, Relay] = {}
     background: list[Repeating] = []
     for name, service in parts.items():
         if service.outbox is not None:
             metrics.watch_outbox(name, service.database, service.outbox)
-            relays[name] = Relay(service, peers, subscribers, metrics)
+            relays[name] = Relay(service, peers, subscriptions, metrics, broker)
             relays[name].watch()
             if deliver_events and settings.outbox_sweep_seconds > 0:
-                background.append(Sweeper(relays[name], settings.outbox_sweep_seconds))
+                retention = timedelta(days=settings.event_retention_days)
+                background.append(Sweeper(relays[name], settings.outbox_sweep_seconds, retention))
         if deliver_events and service.revocations is not None:
             refresh = service.revocations.refresh
             background.append(Repeating(f"deny-list-{name}", refresh, every=REFRESH_SECONDS))
@@ -188,8 +214,13 @@ def create_application(
             for chore_name, chore in service.chores.items():
                 run = in_app_context(services[name], chore.run)  # type: ignore[arg-type]
                 background.append(Repeating(f"{chore_name}-{name}", run, every=chore.every))
+    consumers = (
+        start_consumers(broker, services, only=consume)
+        if broker is not None and deliver_events
+        else []
+    )
     for thread in background:
         thread.start()
     root = create_root_app(services, metrics)
     metrics.instrument(root, "root")
-    return Application(root, services, peers, metrics, relays, background)
+    return Application(root, services, peers, metrics, relays, background, broker, consumers)

@@ -2,7 +2,7 @@
 
     metrics = Metrics()                     # one registry per composed application
     metrics.instrument(order_app, "order")  # counted, timed, one JSON line per request
-    metrics.watch_outbox("order", database, outbox)     # microshop_outbox_backlog
+    metrics.watch_outbox("order", database, outbox)     # backlog, failing, dead letters
     body, content_type = metrics.exposition()   # GET /metrics
 
 Requests are counted and timed by service, route template (``/order/<id:order_id>``,
@@ -265,7 +265,7 @@ class Metrics:
         _observe_requests(app)
 
     def watch_outbox(self, service: str, database: Database, outbox: Outbox) -> None:
-        """Report ``service``'s undelivered events as ``microshop_outbox_backlog``."""
+        """Report ``service``'s undelivered, failing and dead events (``OutboxBacklog``)."""
         self.outboxes[service] = (database, outbox)
 
     def observe(self, service: str, route: str, method: str, status: int, seconds: float) -> None:
@@ -283,30 +283,54 @@ class Metrics:
 
 
 class OutboxBacklog(Collector):
-    """``microshop_outbox_backlog{service}``: events not yet delivered, counted at scrape.
+    """Counted at scrape, by service: ``microshop_outbox_backlog`` (events not yet
+    delivered), ``microshop_events_failing`` (events the service failed to handle and will
+    handle again) and ``microshop_dead_letters`` (events it gave up on).
 
     A service whose database cannot be reached is left out of the scrape (``/readyz`` names
     it), rather than failing the scrape of every other metric."""
 
-    NAME = "microshop_outbox_backlog"
-    HELP = "Events in a service's outbox not yet delivered to every subscriber."
+    FAMILIES = {
+        "microshop_outbox_backlog": "Events in a service's outbox not yet delivered to every "
+        "subscriber.",
+        "microshop_events_failing": "Events a service failed to handle and will handle again.",
+        "microshop_dead_letters": "Events a service gave up handling: `microshop events` lists "
+        "them.",
+    }
 
     def __init__(self, outboxes: dict[str, tuple[Database, Outbox]]):
         self.outboxes = outboxes
 
     def describe(self) -> Iterator[Metric]:
-        yield GaugeMetricFamily(self.NAME, self.HELP, labels=["service"])
+        for name, help_text in self.FAMILIES.items():
+            yield GaugeMetricFamily(name, help_text, labels=["service"])
 
     def collect(self) -> Iterator[Metric]:
-        family = GaugeMetricFamily(self.NAME, self.HELP, labels=["service"])
+        families = {
+            name: GaugeMetricFamily(name, help_text, labels=["service"])
+            for name, help_text in self.FAMILIES.items()
+        }
         for service, (database, outbox) in sorted(self.outboxes.items()):
-            table = outbox.table
-            query = select(func.count()).select_from(table).where(table.c.delivered_at.is_(None))
+            table, failures = outbox.table, outbox.failures
+            queries = {
+                "microshop_outbox_backlog": select(func.count())
+                .select_from(table)
+                .where(table.c.delivered_at.is_(None)),
+                "microshop_events_failing": select(func.count())
+                .select_from(failures)
+                .where(failures.c.dead_at.is_(None)),
+                "microshop_dead_letters": select(func.count())
+                .select_from(failures)
+                .where(failures.c.dead_at.is_not(None)),
+            }
             try:
                 with database.engine.connect() as connection:
-                    backlog = connection.scalar(query) or 0
+                    counts = {
+                        name: connection.scalar(query) or 0 for name, query in queries.items()
+                    }
             except Exception as error:  # an unreachable database must not break the scrape
-                log.warning("outbox backlog of %s not counted: %s", service, type(error).__name__)
+                log.warning("events of %s not counted: %s", service, type(error).__name__)
                 continue
-            family.add_metric([service], backlog)
-        yield family
+            for name, count in counts.items():
+                families[name].add_metric([service], count)
+        yield from families.values()

@@ -14,6 +14,7 @@ from support import service_database
 from app.kit.auth import Caller
 from app.kit.database import Database
 from app.kit.events import Handling
+from app.kit.topics import Event, PaymentRefunded, PaymentSucceeded
 from order_service import events, service
 from order_service.models import Base, Order, OrderStatus, outbox
 from order_service.schemas import NewOrder
@@ -46,13 +47,13 @@ def placed(database: Database, status: OrderStatus) -> int:
         return order.id
 
 
-def handled(database: Database, handler, topic: str, payload: dict) -> Order:
+def handled(database: Database, handler, event: Event) -> Order:
     """Run ``handler`` as the inbox does; the order as it is afterwards."""
     event_id = uuid.uuid4().hex
-    handler(payload, Handling(database, outbox.inbox, event_id, topic))
+    handler(event, Handling(database, outbox, event_id, event.topic))
     with database.unit_of_work(readonly=True) as session:
         assert list(session.scalars(select(outbox.inbox.c.event_id))) == [event_id]
-        return session.get_one(Order, payload["order_id"])
+        return session.get_one(Order, event.order_id)
 
 
 def outbox_topics(database: Database) -> list[str]:
@@ -62,16 +63,16 @@ def outbox_topics(database: Database) -> list[str]:
 
 def test_a_payment_makes_a_pending_order_paid(database: Database):
     order_id = placed(database, OrderStatus.PENDING)
-    payload = {"order_id": order_id, "payment_id": 1}
-    order = handled(database, events.on_payment_succeeded, "payment.succeeded", payload)
+    event = PaymentSucceeded(order_id=order_id, payment_id=1)
+    order = handled(database, events.on_payment_succeeded, event)
     assert order.status is OrderStatus.PAID
     assert outbox_topics(database) == []
 
 
 def test_a_payment_for_an_order_cancelled_meanwhile_asks_for_a_refund(database: Database):
     order_id = placed(database, OrderStatus.CANCELLED)
-    payload = {"order_id": order_id, "payment_id": 1}
-    order = handled(database, events.on_payment_succeeded, "payment.succeeded", payload)
+    event = PaymentSucceeded(order_id=order_id, payment_id=1)
+    order = handled(database, events.on_payment_succeeded, event)
     assert order.status is OrderStatus.CANCELLED
     assert outbox_topics(database) == ["order.cancelled"]
 
@@ -81,8 +82,8 @@ def test_a_payment_for_an_order_cancelled_meanwhile_asks_for_a_refund(database: 
 )
 def test_a_full_refund_ends_the_order_refunded_whatever_came_first(database: Database, status):
     order_id = placed(database, status)
-    payload = {"order_id": order_id, "payment_id": 1}
-    order = handled(database, events.on_payment_refunded, "payment.refunded", payload)
+    event = PaymentRefunded(order_id=order_id, payment_id=1)
+    order = handled(database, events.on_payment_refunded, event)
     assert order.status is OrderStatus.REFUNDED
 
 

@@ -13,11 +13,10 @@ from typing import Any
 import pytest
 from flask import Flask
 from sqlalchemy import select
-from support import SECRET, bearer
 
 import payment_service
-from app.kit.auth import issue_service_token
 from app.kit.database import Database, utcnow
+from app.kit.events import IncomingEvent, Outcome, Received, receive
 from app.settings import Settings
 from payment_service.errors import ProviderFailed
 from payment_service.models import Payment, PaymentStatus, Refund, RefundStatus, outbox
@@ -97,13 +96,12 @@ def a_payment(app: Flask, status: PaymentStatus, refunded_minor: int = 0) -> int
         return payment.id
 
 
-def deliver(app: Flask, event_id: str) -> Any:
-    token = issue_service_token(SECRET, "order")
-    return app.test_client().post(
-        "/internal/events",
-        json={"id": event_id, "topic": "order.cancelled", "payload": {"order_id": ORDER_ID}},
-        headers=bearer(token),
-    )
+def deliver(app: Flask, event_id: str) -> Received:
+    """``order.cancelled`` for the order, as any transport hands it to the service."""
+    parts = app.extensions["microshop"]
+    event = IncomingEvent(id=event_id, topic="order.cancelled", payload={"order_id": ORDER_ID})
+    with app.app_context():
+        return receive(parts.database, parts.outbox, parts.handlers, event, max_attempts=10)
 
 
 def state(app: Flask) -> dict[str, Any]:
@@ -130,9 +128,8 @@ def test_a_cancelled_orders_payment_is_refunded_in_full_once(app, provider):
     payment_id = a_payment(app, PaymentStatus.PARTIALLY_REFUNDED, refunded_minor=300)
     event_id = uuid.uuid4().hex
     for _ in range(2):  # delivered twice, as at-least-once delivery may
-        reply = deliver(app, event_id)
-        assert reply.status_code == 200, reply.get_data(as_text=True)
-        assert reply.get_json()["data"] == {"handled": True}
+        received = deliver(app, event_id)
+        assert received.outcome is Outcome.DONE, received.reason
     assert state(app) == {
         "status": PaymentStatus.REFUNDED,
         "refunded_minor": 1000,
@@ -150,8 +147,7 @@ def references(app: Flask) -> list[str]:
 
 def test_an_order_without_a_payment_is_done_at_once(app, provider):
     event_id = uuid.uuid4().hex
-    reply = deliver(app, event_id)
-    assert reply.status_code == 200
+    assert deliver(app, event_id).outcome is Outcome.DONE
     with database_of(app).unit_of_work(readonly=True) as session:
         assert list(session.scalars(select(outbox.inbox.c.event_id))) == [event_id]
     assert provider.refunds == []
@@ -162,12 +158,8 @@ def test_a_payment_still_being_charged_is_retried_later_without_an_error(
 ):
     a_payment(app, PaymentStatus.PROCESSING)
     with caplog.at_level(logging.INFO):
-        reply = deliver(app, uuid.uuid4().hex)
-    assert reply.status_code == 503
-    assert reply.get_json()["data"] == {
-        "error": "retry_later",
-        "reason": "payment 1 is still being charged",
-    }
+        received = deliver(app, uuid.uuid4().hex)
+    assert received == Received(Outcome.RETRY, "retry later: payment 1 is still being charged")
     assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
     assert state(app)["inbox"] == []  # not done: delivered again later
     assert provider.refunds == []
@@ -180,9 +172,8 @@ def test_a_refund_the_provider_refuses_no_longer_counts_and_is_tried_again(
     event_id = uuid.uuid4().hex
     provider.failing = True
     with caplog.at_level(logging.WARNING, logger="microshop.payments"):
-        reply = deliver(app, event_id)
-    assert reply.status_code == 503
-    assert reply.get_json()["data"]["error"] == "retry_later"
+        received = deliver(app, event_id)
+    assert received.outcome is Outcome.RETRY
     [warning] = [r for r in caplog.records if r.name == "microshop.payments"]
     assert "ProviderFailed: the provider refused the refund" in warning.getMessage()
     assert warning.exc_info is None  # the cause, not a traceback
@@ -191,7 +182,7 @@ def test_a_refund_the_provider_refuses_no_longer_counts_and_is_tried_again(
     assert state(app)["inbox"] == []
 
     provider.failing = False
-    assert deliver(app, event_id).status_code == 200
+    assert deliver(app, event_id).outcome is Outcome.DONE
     assert state(app)["status"] is PaymentStatus.REFUNDED
     assert state(app)["refunds"] == [(1000, RefundStatus.FAILED), (1000, RefundStatus.SUCCEEDED)]
     assert provider.refunds == references(app)[1:]
@@ -203,13 +194,12 @@ def test_a_refund_of_unknown_outcome_stays_counted_until_it_is_made_under_its_ke
     a_payment(app, PaymentStatus.SUCCEEDED)
     event_id = uuid.uuid4().hex
     provider.silent = True
-    assert deliver(app, event_id).status_code == 503
+    assert deliver(app, event_id).outcome is Outcome.RETRY
     assert state(app)["refunded_minor"] == 1000
     assert state(app)["refunds"] == [(1000, RefundStatus.PENDING)]
     provider.silent = False
     waiting = deliver(app, event_id)
-    assert waiting.status_code == 503
-    assert waiting.get_json()["data"]["reason"] == "a refund of payment 1 is under way"
+    assert waiting == Received(Outcome.RETRY, "retry later: a refund of payment 1 is under way")
 
     reconcile(app)  # too recent: it may still be under way in a live process
     assert state(app)["refunds"] == [(1000, RefundStatus.PENDING)]
@@ -218,7 +208,7 @@ def test_a_refund_of_unknown_outcome_stays_counted_until_it_is_made_under_its_ke
     assert state(app)["status"] is PaymentStatus.REFUNDED
     assert state(app)["refunds"] == [(1000, RefundStatus.SUCCEEDED)]
     assert provider.refunds == references(app) * 2  # asked twice, under one key
-    assert deliver(app, event_id).status_code == 200
+    assert deliver(app, event_id).outcome is Outcome.DONE
     assert state(app)["inbox"] == [event_id]
 
 
@@ -252,9 +242,8 @@ def test_a_refund_under_way_elsewhere_is_waited_for(app, provider):
     provider. Acknowledging now could lose the refund if that one fails."""
     payment_id = a_payment(app, PaymentStatus.SUCCEEDED, refunded_minor=1000)
     a_pending_refund(app, payment_id, 1000)
-    reply = deliver(app, uuid.uuid4().hex)
-    assert reply.status_code == 503
-    assert reply.get_json()["data"]["reason"] == "a refund of payment 1 is under way"
+    received = deliver(app, uuid.uuid4().hex)
+    assert received == Received(Outcome.RETRY, "retry later: a refund of payment 1 is under way")
     assert provider.refunds == []
 
 
@@ -265,6 +254,6 @@ def test_a_refund_under_way_elsewhere_is_waited_for(app, provider):
 def test_a_payment_refunded_in_full_already_is_done(app, provider, status: PaymentStatus):
     a_payment(app, status, refunded_minor=1000)
     event_id = uuid.uuid4().hex
-    assert deliver(app, event_id).status_code == 200
+    assert deliver(app, event_id).outcome is Outcome.DONE
     assert state(app)["inbox"] == [event_id]
     assert provider.refunds == []

@@ -296,10 +296,12 @@ def test_help_in_production_without_a_secret_lists_every_command_and_using_one_s
     assert listed.returncode == 0, listed.stderr
     assert help_commands(listed.stdout) == [
         "create-admin",
+        "events",
         "init-db",
         "migrate",
         "openapi",
         "serve",
+        "worker",
     ]
     used = microshop(
         tmp_path, "create-admin", "root", "--email", "r@example.com", MICROSHOP_JWT_SECRET=""

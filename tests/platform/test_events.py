@@ -43,9 +43,17 @@ from werkzeug.test import Client
 import user_service
 from app.kit.auth import init_jwt, issue_service_token
 from app.kit.database import Database, utcnow
-from app.kit.events import Handling, Outbox
+from app.kit.events import (
+    MAX_RETRY_DELAY_SECONDS,
+    Handling,
+    Outbox,
+    retry_delay,
+    retry_failed,
+    revive,
+)
 from app.kit.peers import Reply
 from app.kit.service import ServiceParts, init_service, parts_of
+from app.kit.topics import Event
 from app.runtime.composition import Application, create_application
 from app.runtime.observability import Metrics
 from app.runtime.relay import MAX_BACKOFF_SECONDS, Relay, Sweeper, backoff
@@ -53,6 +61,19 @@ from app.runtime.service_client import ServiceClient
 from app.settings import ServiceSpec, Settings
 
 TOPIC = "note.added"
+
+
+class NoteAdded(Event):
+    topic = TOPIC
+    text: str
+
+
+class NobodyListens(Event):
+    topic = "nobody.listens"
+    text: str
+
+
+EVENTS = {event.topic: event for event in (NoteAdded, NobodyListens)}
 
 
 class Base(DeclarativeBase):
@@ -76,20 +97,22 @@ class Subscriber:
     """A subscriber's handler, which can be made to fail, and what reached it."""
 
     failing: bool = False
+    poison: set[str] = field(default_factory=set)
+    """Texts it fails on, whatever ``failing`` says."""
     calls: list[dict[str, Any]] = field(default_factory=list)
     requests: int = 0
 
-    def on_note(self, payload: dict[str, Any], handling: Handling) -> None:
-        self.calls.append(payload)
-        if self.failing:
+    def on_note(self, event: NoteAdded, handling: Handling) -> None:
+        self.calls.append(event.model_dump())
+        if self.failing or event.text in self.poison:
             raise RuntimeError("the subscriber's handler failed")
         with handling() as session:
-            session.add(Note(text=payload["text"]))
+            session.add(Note(text=event.text))
 
 
 def service_app(name: str, settings: Settings, subscriber: Subscriber | None) -> Flask:
     app = Flask(__name__)
-    handlers = {TOPIC: subscriber.on_note} if subscriber else {}
+    handlers = {NoteAdded: subscriber.on_note} if subscriber else {}
     parts = init_service(
         app, settings, name=name, metadata=Base.metadata, outbox=outbox, handlers=handlers
     )
@@ -147,6 +170,7 @@ class Mesh:
         sweep: float = 0.0,
         remote: tuple[str, ...] = (),
         connect: bool = True,
+        max_attempts: int = 10,
     ):
         self.ports = {name: free_port() for name in remote}
         names = ("pub", "sub", *remote)
@@ -154,6 +178,7 @@ class Mesh:
             folder,
             {name: url_for(name) for name in names},
             outbox_sweep_seconds=sweep,
+            event_max_attempts=max_attempts,
             service_urls={name: f"http://127.0.0.1:{port}" for name, port in self.ports.items()},
         )
         self.subscribers = {name: Subscriber() for name in names[1:]}
@@ -164,8 +189,9 @@ class Mesh:
             self.settings, {name: app for name, app in self.apps.items() if name not in remote}
         )
         self.metrics = Metrics()
+        self.subscriptions = {name: None if name in remote else {TOPIC} for name in names}
         self.relays = {
-            name: Relay(self.platform(name), self.peers, names, self.metrics)
+            name: Relay(self.platform(name), self.peers, self.subscriptions, self.metrics)
             for name in self.peers.mounted
         }
         self.sweepers: dict[str, Sweeper] = {}
@@ -179,7 +205,9 @@ class Mesh:
         for name, relay in self.relays.items():
             relay.watch()
             if self.settings.outbox_sweep_seconds > 0:
-                self.sweepers[name] = Sweeper(relay, self.settings.outbox_sweep_seconds)
+                self.sweepers[name] = Sweeper(
+                    relay, self.settings.outbox_sweep_seconds, retention=timedelta(days=7)
+                )
                 self.sweepers[name].start()
 
     @contextmanager
@@ -208,7 +236,7 @@ class Mesh:
         """A change and its event in one unit of work, as a service's request does."""
         with self.pub.database.unit_of_work() as session:
             session.add(Note(text=text))
-            return outbox.publish(session, topic, {"text": text})
+            return outbox.publish(session, EVENTS[topic](text=text))
 
     def publish_unsent(self, count: int) -> list[str]:
         """Committed events whose delivery never started, as after a crash right after
@@ -216,7 +244,7 @@ class Mesh:
         database = Database.connect(self.settings.database_url("pub"), Base.metadata)
         try:
             with database.unit_of_work() as session:
-                return [outbox.publish(session, TOPIC, {"text": f"note {n}"}) for n in range(count)]
+                return [outbox.publish(session, NoteAdded(text=f"note {n}")) for n in range(count)]
         finally:
             database.dispose()
 
@@ -234,12 +262,26 @@ class Mesh:
     def notes(self, name: str = "sub") -> list[str]:
         return notes(self.platform(name).database)
 
+    def failures(self, name: str = "sub") -> list[dict[str, Any]]:
+        return rows(self.platform(name).database, "event_failures")
+
+    def set_failures(self, name: str = "sub", **values: Any) -> None:
+        failures = outbox.failures
+        with self.platform(name).database.unit_of_work() as session:
+            session.execute(update(failures).values(**values))
+
+    def retry_failed(self, name: str = "sub") -> int:
+        parts = self.platform(name)
+        return retry_failed(
+            parts.database, outbox, parts.handlers, max_attempts=self.settings.event_max_attempts
+        )
+
     def second_relay(self) -> Relay:
         """Another relay on its own engine, as in another process of the same service."""
         database = Database.connect(self.settings.database_url("pub"), Base.metadata)
         self.extra.append(database)
         parts = ServiceParts("pub", self.settings, database, outbox)
-        return Relay(parts, self.peers, self.relay.subscribers, self.metrics)
+        return Relay(parts, self.peers, self.subscriptions, self.metrics)
 
     def close(self) -> None:
         for sweeper in self.sweepers.values():
@@ -307,7 +349,7 @@ def test_an_event_published_in_a_rolled_back_unit_of_work_is_never_recorded_or_s
     def change_that_fails() -> None:
         with shop.pub.database.unit_of_work() as session:
             session.add(Note(text="lost"))
-            outbox.publish(session, TOPIC, {"text": "lost"})
+            outbox.publish(session, NoteAdded(text="lost"))
             raise RuntimeError("the change failed")
 
     with pytest.raises(RuntimeError, match="the change failed"):
@@ -326,7 +368,7 @@ def test_a_committed_event_is_delivered_right_after_commit_and_marked_delivered(
     start = utcnow()
     with shop.pub.database.unit_of_work() as session:
         session.add(Note(text="kept"))
-        event_id = outbox.publish(session, TOPIC, {"text": "kept"})
+        event_id = outbox.publish(session, NoteAdded(text="kept"))
         assert shop.subscriber.calls == []  # nothing leaves before the commit
     end = utcnow()
 
@@ -388,7 +430,7 @@ def test_an_event_delivered_twice_is_handled_once(mesh):
         json_body={"id": event_id, "topic": TOPIC, "payload": {"text": "once"}},
     )
 
-    assert reply == Reply(200, {"handled": True})
+    assert reply == Reply(200, {"outcome": "done"})
     assert shop.subscriber.requests == 3
     assert shop.subscriber.calls == [{"text": "once"}]
     assert shop.notes() == ["once"]
@@ -414,7 +456,7 @@ def test_concurrent_deliveries_of_one_event_act_once(mesh):
         thread.join(timeout=60)
     assert not any(thread.is_alive() for thread in threads)
 
-    assert replies == [Reply(200, {"handled": True})] * 4
+    assert replies == [Reply(200, {"outcome": "done"})] * 4
     assert shop.notes() == ["racing"]  # a handler that lost the race was rolled back
     assert shop.inbox() == [event["id"]]
 
@@ -428,12 +470,13 @@ def test_an_event_of_an_unknown_topic_is_acknowledged_without_running_anything(m
         caller="pub",
         json_body={"id": uuid.uuid4().hex, "topic": "nobody.listens", "payload": {"text": "x"}},
     )
-    assert reply == Reply(200, {"handled": False})
+    assert reply == Reply(200, {"outcome": "done"})
 
-    shop.publish("unheard", topic="nobody.listens")  # through the relay: acknowledged
+    shop.publish("unheard", topic="nobody.listens")  # through the relay: sent to nobody
     [row] = shop.outbox()
-    assert row["delivered_to"] == "sub"
+    assert row["delivered_to"] == ""
     assert row["delivered_at"] is not None
+    assert shop.subscriber.requests == 1  # only the direct call above
     assert shop.subscriber.calls == []
     assert shop.notes() == []
     assert shop.inbox() == []
@@ -442,51 +485,107 @@ def test_an_event_of_an_unknown_topic_is_acknowledged_without_running_anything(m
 # --- retries with back-off ----------------------------------------------------------------
 
 
-def test_a_failing_handler_leaves_the_event_pending_with_back_off_until_it_works(mesh):
+def test_a_failing_handler_keeps_the_event_and_handles_it_again_with_back_off(mesh):
+    """The subscriber has the event once it answered: its own failures table holds it,
+    and it handles it again, with back-off, until it works."""
     shop = mesh()
     shop.subscriber.failing = True
-
     start = utcnow()
     event_id = shop.publish("retry")
     end = utcnow()
     [row] = shop.outbox()
-    assert row["delivered_at"] is None
-    assert row["delivered_to"] == ""
-    assert row["attempts"] == 1
-    assert row["lease_until"] is None
-    assert "sub: answered 500" in row["last_error"]
-    assert_pushed_back(row, 0, start, end)
-    assert shop.relay.deliver() == 0  # not due yet: the back-off holds
+    assert (row["delivered_to"], row["attempts"]) == ("sub", 0)
+    assert row["delivered_at"] is not None
+    [failure] = shop.failures()
+    assert (failure["event_id"], failure["attempts"], failure["dead_at"]) == (event_id, 1, None)
+    assert failure["last_error"] == "RuntimeError: the subscriber's handler failed"
+    assert start + retry_delay(1) <= failure["next_attempt_at"] <= end + retry_delay(1)
+    assert shop.retry_failed() == 0  # not due yet: the back-off holds
     assert len(shop.subscriber.calls) == 1
 
+    shop.set_failures(next_attempt_at=utcnow() - timedelta(seconds=1))
     start = utcnow()
-    assert shop.relay.deliver([event_id]) == 0  # fails again: the wait doubles
+    assert shop.retry_failed() == 0  # fails again: the wait doubles
     end = utcnow()
-    [row] = shop.outbox()
-    assert row["attempts"] == 2
-    assert_pushed_back(row, 1, start, end)
-
-    shop.set_outbox(attempts=20)  # far into the retries the wait is capped
-    start = utcnow()
-    assert shop.relay.deliver([event_id]) == 0
-    end = utcnow()
-    [row] = shop.outbox()
-    assert row["attempts"] == 21
-    assert backoff(20) == timedelta(seconds=MAX_BACKOFF_SECONDS) == timedelta(seconds=300)
-    assert_pushed_back(row, 20, start, end)
+    [failure] = shop.failures()
+    assert failure["attempts"] == 2
+    assert start + retry_delay(2) <= failure["next_attempt_at"] <= end + retry_delay(2)
+    assert retry_delay(20) == timedelta(seconds=MAX_RETRY_DELAY_SECONDS) == timedelta(minutes=5)
 
     shop.subscriber.failing = False
-    shop.set_outbox(next_attempt_at=utcnow() - timedelta(seconds=1))  # due now
-    assert shop.relay.deliver() == 1
-
-    [row] = shop.outbox()
-    assert row["delivered_at"] is not None
-    assert row["last_error"] is None  # what failed before is no longer the state
-    assert row["delivered_to"] == "sub"
-    assert row["lease_until"] is None
-    assert len(shop.subscriber.calls) == 4  # three failed tries, rolled back, and one that ran
+    shop.set_failures(next_attempt_at=utcnow() - timedelta(seconds=1))
+    assert shop.retry_failed() == 1
+    assert shop.failures() == []  # what failed before is no longer the state
+    assert len(shop.subscriber.calls) == 3  # two failed tries, rolled back, and one that ran
     assert shop.notes() == ["retry"]
     assert shop.inbox() == [event_id]
+
+
+def test_a_handler_that_keeps_failing_ends_a_dead_letter_while_other_events_flow(mesh):
+    shop = mesh(max_attempts=3)
+    shop.subscriber.poison = {"poison"}
+    poisoned = shop.publish("poison")
+    for _ in range(2):
+        shop.set_failures(next_attempt_at=utcnow() - timedelta(seconds=1))
+        shop.retry_failed()
+    shop.publish("fine")
+    [failure] = shop.failures()
+    assert (failure["event_id"], failure["attempts"]) == (poisoned, 3)
+    assert failure["dead_at"] is not None
+    assert failure["next_attempt_at"] is None
+    assert shop.notes() == ["fine"]
+    shop.set_failures(next_attempt_at=utcnow() - timedelta(seconds=1))
+    assert shop.retry_failed() == 0  # a dead letter waits for an operator
+    assert len(shop.subscriber.calls) == 4
+
+    shop.subscriber.poison = set()  # fixed: the operator puts it back
+    assert revive(shop.platform("sub").database, outbox, poisoned)
+    assert not revive(shop.platform("sub").database, outbox, poisoned)  # only a dead one
+    assert shop.retry_failed() == 1
+    assert shop.notes() == ["poison", "fine"] or shop.notes() == ["fine", "poison"]
+    assert shop.failures() == []
+
+
+def test_a_payload_that_does_not_validate_is_a_dead_letter_at_once(mesh):
+    shop = mesh()
+    event_id = uuid.uuid4().hex
+    reply = shop.peers.call(
+        "sub",
+        "POST",
+        "/internal/events",
+        caller="pub",
+        json_body={"id": event_id, "topic": TOPIC, "payload": {"text": 5}},
+    )
+    assert reply == Reply(200, {"outcome": "dead"})
+    [failure] = shop.failures()
+    assert (failure["event_id"], failure["attempts"]) == (event_id, 1)
+    assert failure["dead_at"] is not None
+    assert failure["last_error"].startswith("the payload is not a note.added of revision 1")
+    assert shop.subscriber.calls == []
+    other_revision = {"id": uuid.uuid4().hex, "topic": TOPIC, "revision": 2, "payload": {}}
+    reply = shop.peers.call(
+        "sub", "POST", "/internal/events", caller="pub", json_body=other_revision
+    )
+    assert reply == Reply(200, {"outcome": "dead"})
+
+
+def test_the_sweeper_prunes_sent_events_and_handled_ids_past_the_retention(mesh):
+    shop = mesh()
+    old, recent = shop.publish("old"), shop.publish("recent")
+    unsent = shop.publish_unsent(1)[0]
+    long_ago = utcnow() - timedelta(days=8)
+    table = shop.pub.database.metadata.tables["outbox"]
+    with shop.pub.database.unit_of_work() as session:
+        session.execute(update(table).where(table.c.event_id == old).values(delivered_at=long_ago))
+    sub = shop.platform("sub").database
+    inbox = sub.metadata.tables["inbox"]
+    with sub.unit_of_work() as session:
+        session.execute(update(inbox).where(inbox.c.event_id == old).values(received_at=long_ago))
+
+    assert shop.relay.prune(timedelta(days=7)) == 1  # the publisher's old sent event
+    assert [row["event_id"] for row in shop.outbox()] == [recent, unsent]  # unsent stays
+    assert shop.relays["sub"].prune(timedelta(days=7)) == 1  # the subscriber's inbox id
+    assert shop.inbox() == [recent]
 
 
 def test_an_unreachable_subscriber_gets_the_event_once_it_is_back(mesh):
@@ -501,6 +600,7 @@ def test_an_unreachable_subscriber_gets_the_event_once_it_is_back(mesh):
     assert row["attempts"] == 1
     assert "far: far service unavailable" in row["last_error"]
     assert_pushed_back(row, 0, start, end)
+    assert backoff(20) == timedelta(seconds=MAX_BACKOFF_SECONDS)  # far in, the wait is capped
 
     with shop.serving("far"):
         assert shop.relay.deliver() == 0  # not due yet
@@ -535,27 +635,25 @@ def test_the_sweeper_delivers_an_event_left_pending_by_a_crash_soon_after_start(
     assert not sweeper._thread.is_alive()
 
 
-def test_the_sweeper_retries_a_failed_delivery_after_its_back_off(mesh):
+def test_the_subscribers_sweeper_handles_a_failed_event_again_after_its_back_off(mesh):
     shop = mesh(sweep=0.1)
     shop.subscriber.failing = True
     event_id = shop.publish("swept")
-    [failed] = shop.outbox()
-    assert failed["attempts"] >= 1
+    [failed] = shop.failures()
     shop.subscriber.failing = False
 
-    wait_for(lambda: shop.outbox()[0]["delivered_at"] is not None, timeout=15)
+    wait_for(lambda: shop.inbox() == [event_id], timeout=15)
 
-    [row] = shop.outbox()
-    assert row["delivered_at"] >= failed["next_attempt_at"]  # not before the back-off ran out
+    assert utcnow() >= failed["next_attempt_at"]  # not before the back-off ran out
     assert shop.notes() == ["swept"]
-    assert shop.inbox() == [event_id]
-    shop.sweepers["pub"].stop()
-    assert not shop.sweepers["pub"]._thread.is_alive()
+    assert shop.failures() == []
+    shop.sweepers["sub"].stop()
+    assert not shop.sweepers["sub"]._thread.is_alive()
 
 
 def test_stopping_a_sweeper_ends_its_thread_without_waiting_out_the_interval(mesh):
     shop = mesh()
-    sweeper = Sweeper(shop.relay, interval=60)
+    sweeper = Sweeper(shop.relay, interval=60, retention=timedelta(days=7))
     sweeper.start()
     wait_for(lambda: sweeper._thread.is_alive())
     start = time.monotonic()
@@ -697,7 +795,7 @@ def test_the_event_receiver_refuses_user_tokens_and_no_token(mesh):
         "/internal/events", json=event, headers=bearer(issue_service_token(SECRET, "pub"))
     )
     assert reply.status_code == 200
-    assert reply.get_json()["data"] == {"handled": True}
+    assert reply.get_json()["data"] == {"outcome": "done"}
     assert shop.subscriber.calls == [{"text": "sneaky"}]
 
 
@@ -804,7 +902,7 @@ def test_the_shop_services_take_events_from_services_only(application, service: 
         headers=bearer(issue_service_token(SECRET, "test")),
     )
     assert reply.status_code == 200
-    assert reply.get_json()["data"] == {"handled": False}
+    assert reply.get_json()["data"] == {"outcome": "done"}
 
 
 def test_an_event_is_done_when_every_subscriber_has_it_even_beside_services_without_an_inbox(

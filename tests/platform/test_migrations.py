@@ -36,7 +36,7 @@ from app.runtime.migrations import (
     version_table,
 )
 
-HEADS = {"user": "0002", "order": "0003", "payment": "0003"}
+HEADS = {"user": "0003", "order": "0004", "payment": "0004"}
 """The revision each service's history ends at."""
 
 

@@ -27,6 +27,7 @@ from support import (
 )
 from werkzeug.test import Client
 
+from app.kit.database import utcnow
 from app.kit.service import parts_of
 from app.runtime.composition import Application, create_application
 from app.runtime.observability import (
@@ -140,6 +141,33 @@ def test_outbox_backlog_is_zero_per_service_after_in_process_delivery(client: Cl
     for service in ("user", "order", "payment"):
         assert value(backlog, BACKLOG, service=service) == 0
     assert not [s for s in scrape(client)[FAILURES] if s.name == f"{FAILURES}_total"]
+
+
+def test_failing_events_and_dead_letters_are_counted_per_service(application: Application):
+    order = parts_of(application.services["order"])
+    failures = order.outbox.failures
+    with order.database.unit_of_work() as session:
+        for n, dead in enumerate((None, utcnow(), utcnow())):
+            session.execute(
+                failures.insert().values(
+                    event_id=f"{n:032d}",
+                    topic="payment.succeeded",
+                    revision=1,
+                    payload="{}",
+                    attempts=1,
+                    last_error="boom",
+                    failed_at=utcnow(),
+                    next_attempt_at=None if dead else utcnow(),
+                    dead_at=dead,
+                )
+            )
+    families = scrape(Client(application))
+    assert (
+        value(families["microshop_events_failing"], "microshop_events_failing", service="order")
+        == 1
+    )
+    assert value(families["microshop_dead_letters"], "microshop_dead_letters", service="order") == 2
+    assert value(families["microshop_dead_letters"], "microshop_dead_letters", service="user") == 0
 
 
 @pytest.fixture

@@ -109,3 +109,30 @@ def test_a_password_change_is_refused_by_another_process_within_a_second(process
     change = {"old_password": PASSWORD, "new_password": "a-brand-new-passphrase"}
     assert client.post("/user/password", json=change, headers=alice).status_code == 200
     assert seconds_until_refused(other, "/payment/", alice) < 1.0
+
+
+def test_a_revocation_heard_from_the_broker_counts_before_any_refresh(settings):
+    """A process's own queue hands it revocations at once (``Revocations.learn``): no
+    database read, no wait for the next refresh."""
+    from datetime import UTC, datetime, timedelta
+
+    from app.kit.topics import TokenRevoked, UserTokensInvalidated
+    from order_service import create_app
+
+    app = create_app(settings)
+    parts = parts_of(app)
+    parts.database.create_schema()
+    try:
+        revocations = parts.revocations
+        revocations.refresh()  # loaded: from here on only refresh() or learn() add entries
+        expires = int((datetime.now(UTC) + timedelta(minutes=5)).timestamp())
+        claims = {"jti": "j" * 32, "sub": "7", "ver": 1}
+        assert not revocations.is_revoked(claims)
+        revocations.learn(TokenRevoked(jti="j" * 32, user_id=7, expires_at=expires))
+        assert revocations.is_revoked(claims)
+        other = {"jti": "k" * 32, "sub": "7", "ver": 1}
+        assert not revocations.is_revoked(other)
+        revocations.learn(UserTokensInvalidated(user_id=7, version=2))
+        assert revocations.is_revoked(other)
+    finally:
+        parts.database.dispose()

@@ -152,6 +152,10 @@ BAD_VALUES = [
     ("MICROSHOP_MAX_HEADER_BYTES", "10", "a whole number from 1024 to 1048576"),
     ("MICROSHOP_MAX_REQUEST_BYTES", "2000000000", "a whole number from 65536 to 1073741824"),
     ("MICROSHOP_TRUSTED_PROXY", "notanip", "the proxy's IP address"),
+    ("MICROSHOP_BROKER_URL", "http://rabbit", "a RabbitMQ URL: amqp://"),
+    ("MICROSHOP_BROKER_URL", "amqp://", "a RabbitMQ URL: amqp://"),
+    ("MICROSHOP_EVENT_MAX_ATTEMPTS", "0", "a whole number from 1 to 1000"),
+    ("MICROSHOP_EVENT_RETENTION_DAYS", "a week", "a whole number from 1 to 3650"),
 ]
 
 
