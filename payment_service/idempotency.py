@@ -69,10 +69,19 @@ def remember_made(session: Session, made_id: int | None) -> None:
         )
 
 
+def _distinct_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A repeated key makes a body the view refuses (``app.kit.validation``): it must not
+    fingerprint like the body that gives the key once."""
+    if len({key for key, _ in pairs}) < len(pairs):
+        raise ValueError("a key is given twice")
+    return dict(pairs)
+
+
 def _fingerprint(operation: str, view_args: dict[str, Any]) -> str:
     raw = request.get_data(cache=True)
     try:
-        body = json.dumps(json.loads(raw), sort_keys=True, separators=(",", ":"))
+        canonical = json.loads(raw, object_pairs_hook=_distinct_keys)
+        body = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
     except (ValueError, RecursionError):  # not JSON: the view answers invalid_json
         body = raw.decode("utf-8", "replace")
     text = json.dumps([operation, view_args, body], sort_keys=True)

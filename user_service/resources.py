@@ -145,7 +145,7 @@ class UserItem(Resource):
 class Passwords(Resource):
     method_decorators = [access_required]
 
-    @operation(body=PasswordChange, responses={200: None}, errors=(InvalidCredentials,))
+    @operation(body=PasswordChange, responses={200: None}, errors=(InvalidCredentials, 429))
     def post(self) -> Response:
         """Change the caller's password; every earlier token stops working."""
         form = parse(PasswordChange)

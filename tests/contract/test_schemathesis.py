@@ -204,10 +204,14 @@ def _body(case: Case) -> dict[str, Any]:
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def customer(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[Customer]:
-    """One shop per backend for the module; logins are not rate limited here (tested apart)."""
+    """One shop per backend for the module; logins and password changes are not rate
+    limited here (tested apart)."""
     folder = tmp_path_factory.mktemp("contract")
     settings_ = make_settings(
-        folder, database_urls(request.param, folder), login_rate_limit="1000000 per minute"
+        folder,
+        database_urls(request.param, folder),
+        login_rate_limit="1000000 per minute",
+        password_rate_limit="1000000 per minute",
     )
     application = ready_application(settings_)
     SHOP_UNDER_TEST.application = application

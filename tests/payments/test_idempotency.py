@@ -92,3 +92,15 @@ def test_a_key_whose_first_use_charged_then_died_answers_with_its_payment(
     replayed = pay(shop, alice, order["id"], "charged-then-died")
     assert replayed.headers["Idempotent-Replayed"] == "true"
     assert replayed.json["data"] == first.json["data"]
+
+
+def test_a_body_that_repeats_a_key_is_not_the_body_that_gives_it_once(shop: Shop, alice: Account):
+    order = shop.order(alice)
+    headers = {**alice.headers, "Idempotency-Key": "twice", "Content-Type": "application/json"}
+    repeated = f'{{"order_id": 22, "order_id": {order["id"]}}}'
+    refused = shop.payments.post("/", data=repeated, headers=headers)
+    assert refused.status_code == 400
+    assert refused.json["data"]["error"] == "invalid_json"
+    once = shop.payments.post("/", json={"order_id": order["id"]}, headers=headers)
+    assert once.status_code == 422
+    assert once.json["data"]["error"] == "idempotency_key_mismatch"
