@@ -292,10 +292,8 @@ def _failed(
     failures = outbox.failures
     now = utcnow()
     with database.unit_of_work() as session:
-        attempts = session.scalar(
-            select(failures.c.attempts).where(failures.c.event_id == event.id)
-        )
-        attempts = (attempts or 0) + 1
+        before = session.scalar(select(failures.c.attempts).where(failures.c.event_id == event.id))
+        attempts = (before or 0) + 1
         dead = dead or attempts >= max_attempts
         values = {
             "attempts": attempts,
@@ -304,7 +302,7 @@ def _failed(
             "next_attempt_at": None if dead else now + retry_delay(attempts),
             "dead_at": now if dead else None,
         }
-        if attempts == 1:
+        if before is None:
             session.execute(
                 failures.insert().values(
                     event_id=event.id,

@@ -538,9 +538,14 @@ def test_a_handler_that_keeps_failing_ends_a_dead_letter_while_other_events_flow
     assert shop.retry_failed() == 0  # a dead letter waits for an operator
     assert len(shop.subscriber.calls) == 4
 
-    shop.subscriber.poison = set()  # fixed: the operator puts it back
-    assert revive(shop.platform("sub").database, outbox, poisoned)
+    assert revive(shop.platform("sub").database, outbox, poisoned)  # put back too soon
     assert not revive(shop.platform("sub").database, outbox, poisoned)  # only a dead one
+    assert shop.retry_failed() == 0
+    [failure] = shop.failures()
+    assert (failure["attempts"], failure["dead_at"]) == (1, None)  # counted from none again
+
+    shop.subscriber.poison = set()  # fixed
+    shop.set_failures(next_attempt_at=utcnow() - timedelta(seconds=1))
     assert shop.retry_failed() == 1
     assert shop.notes() == ["poison", "fine"] or shop.notes() == ["fine", "poison"]
     assert shop.failures() == []
