@@ -23,7 +23,16 @@ from urllib.parse import quote, urlsplit
 import httpx
 import pytest
 from sqlalchemy import MetaData, func, select, text
-from support import BIN, PASSWORD, ROOT, Server, bearer, database_urls, unique
+from support import (
+    BIN,
+    ONLY_POSTGRES,
+    PASSWORD,
+    ROOT,
+    Server,
+    bearer,
+    database_urls,
+    unique,
+)
 from tcp_proxy import TcpProxy
 
 from app.kit.database import Database
@@ -141,6 +150,7 @@ def test_two_processes_exchange_every_event_through_rabbitmq(split):
     assert refused, "the logout did not reach the payment process within a second"
 
 
+@pytest.mark.parametrize("backend", [ONLY_POSTGRES])  # the broker's outage, not the database's
 def test_a_broker_outage_in_the_middle_of_fifty_pays_loses_nothing(split, broker_url: str):
     rabbit = urlsplit(broker_url)
     with TcpProxy(rabbit.hostname or "127.0.0.1", rabbit.port or 5672) as proxy:
