@@ -416,3 +416,35 @@ def access_claims(user_id: int, **overrides: Any) -> dict[str, Any]:
     }
     claims.update(overrides)
     return claims
+
+
+# --- a real process over HTTP ---------------------------------------------------------
+
+
+def wait_for(check: Callable[[], bool], timeout: float) -> bool:
+    """Whether ``check()`` came true within ``timeout`` seconds (asked every 50 ms)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return check()
+
+
+def sign_up_at(base: str) -> dict[str, str]:
+    """A new account at the process at ``base``: the headers of its access token."""
+    name = unique("payer")
+    body = {"username": name, "password": PASSWORD, "email": f"{name}@example.com"}
+    assert httpx.post(f"{base}/user/register", json=body).status_code == 201
+    login = httpx.post(f"{base}/user/login", json={"username": name, "password": PASSWORD})
+    return bearer(login.json()["data"]["token"])
+
+
+def place_order_at(base: str, headers: dict[str, str], price: str = "42.50") -> int:
+    reply = httpx.post(f"{base}/order/", json={"product": "lamp", "price": price}, headers=headers)
+    assert reply.status_code == 201, reply.text
+    return reply.json()["data"]["id"]
+
+
+def order_status_at(base: str, headers: dict[str, str], order_id: int) -> str:
+    return httpx.get(f"{base}/order/{order_id}", headers=headers).json()["data"]["status"]

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,12 +26,13 @@ from sqlalchemy import MetaData, func, select, text
 from support import (
     BIN,
     ONLY_POSTGRES,
-    PASSWORD,
     ROOT,
     Server,
-    bearer,
     database_urls,
-    unique,
+    order_status_at,
+    place_order_at,
+    sign_up_at,
+    wait_for,
 )
 from tcp_proxy import TcpProxy
 
@@ -72,33 +73,6 @@ def via(proxy: TcpProxy, url: str) -> str:
     ).geturl()
 
 
-def sign_up(base: str) -> dict[str, str]:
-    name = unique("bus")
-    body = {"username": name, "password": PASSWORD, "email": f"{name}@example.com"}
-    assert httpx.post(f"{base}/user/register", json=body).status_code == 201
-    login = httpx.post(f"{base}/user/login", json={"username": name, "password": PASSWORD})
-    return bearer(login.json()["data"]["token"])
-
-
-def place_order(base: str, headers: dict[str, str]) -> int:
-    reply = httpx.post(f"{base}/order/", json={"product": "lamp", "price": "4.20"}, headers=headers)
-    assert reply.status_code == 201, reply.text
-    return reply.json()["data"]["id"]
-
-
-def order_status(base: str, headers: dict[str, str], order_id: int) -> str:
-    return httpx.get(f"{base}/order/{order_id}", headers=headers).json()["data"]["status"]
-
-
-def wait_for(check: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.1)
-    return check()
-
-
 @dataclass
 class Shop:
     """Processes of one shop on the backend under test, all on the broker."""
@@ -132,14 +106,14 @@ def split(broker_url: str, backend: str, tmp_path: Path) -> Iterator[Shop]:
 def test_two_processes_exchange_every_event_through_rabbitmq(split):
     orders = split("orders", "user,order")
     payments = split("payments", "payment", MICROSHOP_ORDER_URL=orders.url)  # to read orders
-    headers = sign_up(orders.url)
-    order_id = place_order(orders.url, headers)
+    headers = sign_up_at(orders.url)
+    order_id = place_order_at(orders.url, headers)
     paid = httpx.post(f"{payments.url}/payment/", json={"order_id": order_id}, headers=headers)
     assert paid.status_code == 201, paid.text
-    assert wait_for(lambda: order_status(orders.url, headers, order_id) == "paid", 10)
+    assert wait_for(lambda: order_status_at(orders.url, headers, order_id) == "paid", 10)
 
     assert httpx.delete(f"{orders.url}/order/{order_id}", headers=headers).status_code == 200
-    assert wait_for(lambda: order_status(orders.url, headers, order_id) == "refunded", 10)
+    assert wait_for(lambda: order_status_at(orders.url, headers, order_id) == "refunded", 10)
     payment = httpx.get(f"{payments.url}/payment/{paid.json()['data']['id']}", headers=headers)
     assert payment.json()["data"]["status"] == "refunded"
 
@@ -159,8 +133,8 @@ def test_a_broker_outage_in_the_middle_of_fifty_pays_loses_nothing(split, broker
         payments = split(
             "payments", "payment", broker=through_proxy, MICROSHOP_ORDER_URL=orders.url
         )
-        headers = sign_up(orders.url)
-        order_ids = [place_order(orders.url, headers) for _ in range(50)]
+        headers = sign_up_at(orders.url)
+        order_ids = [place_order_at(orders.url, headers) for _ in range(50)]
 
         def pay(order_id: int) -> int:
             body = {"order_id": order_id}
@@ -176,7 +150,7 @@ def test_a_broker_outage_in_the_middle_of_fifty_pays_loses_nothing(split, broker
         assert first + during + after == [201] * 50  # paying never waits for the broker
 
         def all_paid() -> bool:
-            return all(order_status(orders.url, headers, oid) == "paid" for oid in order_ids)
+            return all(order_status_at(orders.url, headers, oid) == "paid" for oid in order_ids)
 
         assert wait_for(all_paid, 90), "some order never heard of its payment"
 
@@ -185,13 +159,13 @@ def test_two_copies_of_a_service_share_its_queue_and_handle_each_event_once(spli
     orders = split("orders", "user,order")
     split("orders-copy", "order")
     payments = split("payments", "payment", MICROSHOP_ORDER_URL=orders.url)
-    headers = sign_up(orders.url)
-    order_ids = [place_order(orders.url, headers) for _ in range(20)]
+    headers = sign_up_at(orders.url)
+    order_ids = [place_order_at(orders.url, headers) for _ in range(20)]
     for order_id in order_ids:
         reply = httpx.post(f"{payments.url}/payment/", json={"order_id": order_id}, headers=headers)
         assert reply.status_code == 201
     assert wait_for(
-        lambda: all(order_status(orders.url, headers, oid) == "paid" for oid in order_ids), 20
+        lambda: all(order_status_at(orders.url, headers, oid) == "paid" for oid in order_ids), 20
     )
     database = Database.connect(split.urls["order"], MetaData())
     try:
@@ -223,11 +197,11 @@ def test_a_poison_event_is_dead_lettered_while_the_rest_flow_and_retry_brings_it
     broker = Broker(split.broker_url)
     try:
         broker.publish([Message(poison["id"], poison["topic"], json.dumps(poison).encode())])
-        headers = sign_up(orders.url)
-        order_id = place_order(orders.url, headers)
+        headers = sign_up_at(orders.url)
+        order_id = place_order_at(orders.url, headers)
         paid = httpx.post(f"{payments.url}/payment/", json={"order_id": order_id}, headers=headers)
         assert paid.status_code == 201
-        assert wait_for(lambda: order_status(orders.url, headers, order_id) == "paid", 10)
+        assert wait_for(lambda: order_status_at(orders.url, headers, order_id) == "paid", 10)
         assert wait_for(
             lambda: [m.id for m in broker.dead_letters("microshop.order")] == [poison["id"]], 15
         )

@@ -20,7 +20,7 @@ import psycopg
 import pytest
 from sqlalchemy import MetaData, column, update
 from sqlalchemy import table as sql_table
-from support import PASSWORD, ROOT, Server, bearer, database_urls, unique
+from support import PASSWORD, ROOT, Server, bearer, database_urls, unique, wait_for
 
 from app.kit.database import Database
 
@@ -138,15 +138,6 @@ class CrashingShop:
 
     def stop(self) -> None:
         self.server.stop()
-
-
-def wait_for(check: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.1)
-    return check()
 
 
 @pytest.fixture

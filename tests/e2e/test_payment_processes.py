@@ -6,13 +6,22 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
-from support import PASSWORD, Server, bearer, database_urls, free_port, unique
+from support import (
+    Server,
+    database_urls,
+    free_port,
+    order_status_at,
+    place_order_at,
+    sign_up_at,
+    unique,
+    wait_for,
+)
 from waitress.server import create_server
 
 pytestmark = pytest.mark.e2e
@@ -24,33 +33,6 @@ def database_env(backend: str, folder: Path) -> dict[str, str]:
         f"MICROSHOP_{name.upper()}_DATABASE_URL": url
         for name, url in database_urls(backend, folder).items()
     }
-
-
-def sign_up(base: str) -> dict[str, str]:
-    name = unique("payer")
-    body = {"username": name, "password": PASSWORD, "email": f"{name}@example.com"}
-    assert httpx.post(f"{base}/user/register", json=body).status_code == 201
-    login = httpx.post(f"{base}/user/login", json={"username": name, "password": PASSWORD})
-    return bearer(login.json()["data"]["token"])
-
-
-def place_order(base: str, headers: dict[str, str], price: str = "42.50") -> int:
-    reply = httpx.post(f"{base}/order/", json={"product": "lamp", "price": price}, headers=headers)
-    assert reply.status_code == 201, reply.text
-    return reply.json()["data"]["id"]
-
-
-def wait_for(check: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return check()
-
-
-def order_status(base: str, headers: dict[str, str], order_id: int) -> str:
-    return httpx.get(f"{base}/order/{order_id}", headers=headers).json()["data"]["status"]
 
 
 @pytest.fixture
@@ -70,8 +52,8 @@ def two_processes(backend: str, tmp_path: Path) -> Iterator[tuple[Server, Server
 
 def test_twenty_concurrent_pays_of_one_order_charge_it_once(two_processes):
     first, second = two_processes
-    headers = sign_up(first.url)
-    order_id = place_order(first.url, headers)
+    headers = sign_up_at(first.url)
+    order_id = place_order_at(first.url, headers)
 
     def pay(n: int) -> httpx.Response:
         server = (first, second)[n % 2]
@@ -89,13 +71,13 @@ def test_twenty_concurrent_pays_of_one_order_charge_it_once(two_processes):
     }
     payments = httpx.get(f"{first.url}/payment/", params={"order_id": order_id}, headers=headers)
     assert [p["status"] for p in payments.json()["data"]["items"]] == ["succeeded"]
-    assert order_status(second.url, headers, order_id) == "paid"
+    assert order_status_at(second.url, headers, order_id) == "paid"
 
 
 def test_ten_concurrent_pays_with_one_key_make_one_payment(two_processes):
     first, second = two_processes
-    headers = {**sign_up(first.url), "Idempotency-Key": "checkout-" + unique()}
-    order_id = place_order(first.url, headers)
+    headers = {**sign_up_at(first.url), "Idempotency-Key": "checkout-" + unique()}
+    order_id = place_order_at(first.url, headers)
 
     def pay(n: int) -> httpx.Response:
         server = (first, second)[n % 2]
@@ -174,8 +156,8 @@ def test_an_event_committed_before_a_sigkill_is_delivered_after_restart(tmp_path
                 "MICROSHOP_OUTBOX_SWEEP_SECONDS": "0.5",
             }
             payments = Server.start(tmp_path / "payments", **payment_env)
-            headers = sign_up(orders.url)
-            order_id = place_order(orders.url, headers)
+            headers = sign_up_at(orders.url)
+            order_id = place_order_at(orders.url, headers)
             proxy.block_events.set()
             outcome: list[object] = []
 
@@ -199,13 +181,15 @@ def test_an_event_committed_before_a_sigkill_is_delivered_after_restart(tmp_path
             payments.process.wait(10)
             paying.join(30)
             assert isinstance(outcome[0], httpx.TransportError)  # the client never heard 201
-            assert order_status(orders.url, headers, order_id) == "pending"
+            assert order_status_at(orders.url, headers, order_id) == "pending"
             proxy.block_events.clear()
             proxy.release.set()
             restarted = Server.start(tmp_path / "payments", **payment_env)
             try:
                 # the dead process's lease on the event (10 s) must pass first
-                assert wait_for(lambda: order_status(orders.url, headers, order_id) == "paid", 30)
+                assert wait_for(
+                    lambda: order_status_at(orders.url, headers, order_id) == "paid", 30
+                )
                 listed = httpx.get(
                     f"{restarted.url}/payment/", params={"order_id": order_id}, headers=headers
                 )
@@ -222,7 +206,7 @@ def test_a_logout_reaches_a_payment_process_within_a_second(tmp_path: Path):
         tmp_path / "users", MICROSHOP_SERVICES="user,order", MICROSHOP_PAYMENT_URL=payments.url
     )
     try:
-        headers = sign_up(users.url)
+        headers = sign_up_at(users.url)
         assert httpx.get(f"{payments.url}/payment/", headers=headers).status_code == 200
         assert httpx.post(f"{users.url}/user/logout", headers=headers).status_code == 200
         logged_out = time.monotonic()
@@ -254,13 +238,13 @@ def test_cancelling_a_paid_order_refunds_it_across_processes(tmp_path: Path):
         MICROSHOP_PAYMENT_URL=f"http://127.0.0.1:{payment_port}",
     )
     try:
-        headers = sign_up(orders.url)
-        order_id = place_order(orders.url, headers)
+        headers = sign_up_at(orders.url)
+        order_id = place_order_at(orders.url, headers)
         paid = httpx.post(f"{payments.url}/payment/", json={"order_id": order_id}, headers=headers)
         assert paid.status_code == 201, paid.text
-        assert wait_for(lambda: order_status(orders.url, headers, order_id) == "paid", 5)
+        assert wait_for(lambda: order_status_at(orders.url, headers, order_id) == "paid", 5)
         assert httpx.delete(f"{orders.url}/order/{order_id}", headers=headers).status_code == 200
-        assert wait_for(lambda: order_status(orders.url, headers, order_id) == "refunded", 5)
+        assert wait_for(lambda: order_status_at(orders.url, headers, order_id) == "refunded", 5)
         payment = httpx.get(f"{payments.url}/payment/{paid.json()['data']['id']}", headers=headers)
         assert payment.json()["data"]["status"] == "refunded"
         assert payment.json()["data"]["refunded_amount"] == 42.5

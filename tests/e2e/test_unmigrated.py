@@ -34,6 +34,7 @@ from support import (
     free_port,
     server_environment,
     unique,
+    wait_for,
 )
 from werkzeug.test import Client
 
@@ -114,15 +115,6 @@ def assert_the_shop_works(request: Callable[..., Reply]) -> None:
         ),
         timeout=10,
     )
-
-
-def wait_for(check: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.1)
-    return check()
 
 
 def assert_one_warning_per_job_with_back_off(warnings: dict[str, list[float]]) -> None:
