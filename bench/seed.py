@@ -26,7 +26,7 @@ from sqlalchemy import Engine, create_engine, text
 
 from app.kit.database import normalize_url
 from order_service.models import Order, OrderStatus
-from payment_service.models import Payment, PaymentStatus, Refund
+from payment_service.models import Payment, PaymentStatus, Refund, RefundStatus
 from user_service.models import User
 from user_service.passwords import hash_password
 
@@ -204,10 +204,14 @@ def _payment_row(order: dict[str, Any]) -> dict[str, Any]:
 
 
 def _refund_row(payment: dict[str, Any]) -> dict[str, Any]:
+    key = f"refund-{payment['id']}-1"
     return {
         "id": payment["id"],
         "payment_id": payment["id"],
         "amount_minor": payment["refunded_minor"],
-        "provider_reference": _reference("re_", f"refund-payment-{payment['id']}-1"),
+        "status": RefundStatus.SUCCEEDED,
+        "reference": key,
+        "provider_reference": _reference("re_", key),
         "created_at": payment["updated_at"],
+        "updated_at": payment["updated_at"],
     }
