@@ -475,3 +475,21 @@ def test_settings_names_are_found() -> None:
     """The name check above is only as good as this list: it must hold the real names."""
     assert {"MICROSHOP_ENV", "MICROSHOP_JWT_SECRET", "MICROSHOP_TRUSTED_PROXY"} <= settings_names()
     assert unknown_names({"MICROSHOP_JWT_SECRETS": "x"}) == {"MICROSHOP_JWT_SECRETS"}
+
+
+def test_the_deployment_guide_tells_the_numbers_the_files_hold() -> None:
+    guide = (ROOT / "docs" / "deployment.md").read_text()
+    address = compose()["services"]["nginx"]["networks"]["shop"]["ipv4_address"]
+    pod = objects("Deployment")["order"]["spec"]["template"]["spec"]
+    resources = pod["containers"][0]["resources"]
+
+    assert f"(`{address}`)" in guide
+    assert f"`terminationGracePeriodSeconds` is {pod['terminationGracePeriodSeconds']}" in guide
+    assert (
+        f"requests of {resources['requests']['cpu']} CPU and "
+        f"{resources['requests']['memory'].removesuffix('Mi')} MiB" in guide
+    )
+    assert (
+        f"limits of {resources['limits']['cpu']} CPU and "
+        f"{resources['limits']['memory'].removesuffix('Mi')} MiB" in guide
+    )
