@@ -140,8 +140,10 @@ def instructions(name: str) -> list[str]:
     return [arguments for instruction, arguments in dockerfile() if instruction == name]
 
 
-def image_user() -> str:
-    return instructions("USER")[-1].split(":")[0]
+def image_user() -> tuple[str, str]:
+    """The (user, group) the image runs as."""
+    user, _, group = instructions("USER")[-1].partition(":")
+    return user, group
 
 
 @pytest.mark.parametrize(
@@ -159,7 +161,7 @@ def test_every_yaml_file_parses(path: str) -> None:
 
 def test_the_image_is_built_in_stages_and_runs_as_a_user_that_is_not_root() -> None:
     assert len(instructions("FROM")) >= 2
-    assert image_user() not in ("root", "0", "")
+    assert image_user()[0] not in ("root", "0", "")
     assert instructions("EXPOSE") == ["8080"]
     assert json.loads(instructions("CMD")[-1]) == ["microshop", "serve", "--host", "0.0.0.0"]  # noqa: S104
 
@@ -386,8 +388,9 @@ def test_each_deployment_has_its_probes_resources_and_the_one_image(name: str) -
     for kind in ("requests", "limits"):
         assert set(container["resources"][kind]) == {"cpu", "memory"}
     assert deployment["spec"]["replicas"] >= 2
-    assert pod["securityContext"]["runAsNonRoot"] is True
-    assert str(pod["securityContext"]["runAsUser"]) == image_user()
+    context = pod["securityContext"]
+    assert context["runAsNonRoot"] is True
+    assert (str(context["runAsUser"]), str(context["runAsGroup"])) == image_user()
     assert pod["terminationGracePeriodSeconds"] > DRAIN_SECONDS
 
 
