@@ -36,7 +36,27 @@ _SERVICE_URL = re.compile(r"^MICROSHOP_([A-Z][A-Z0-9_]*)_URL$")
 _NOT_SERVICES = {"REDIS", "BROKER"}
 _REDIS_SCHEMES = ("redis", "rediss", "redis+unix")
 _RATE_LIMIT = "a limit such as '10 per minute' (several joined by ';')"
-_DATABASE_URL = "a database URL such as sqlite:///path/to/file.db or postgresql://user@host/db"
+_DATABASE_URL = (
+    "a database URL such as sqlite:///path/to/file.db, postgresql://user@host/db "
+    "or mysql://user@host/db"
+)
+
+
+DRIVERS = {
+    "postgres://": "postgresql+psycopg://",
+    "postgresql://": "postgresql+psycopg://",
+    "mysql://": "mysql+pymysql://",
+    "mariadb://": "mariadb+pymysql://",
+}
+"""A URL without a driver means the driver microshop installs: psycopg 3, PyMySQL."""
+
+
+def normalize_url(url: str) -> str:
+    """``postgres://``/``postgresql://`` use psycopg 3; ``mysql://``/``mariadb://`` PyMySQL."""
+    for prefix, with_driver in DRIVERS.items():
+        if url.startswith(prefix):
+            return with_driver + url.removeprefix(prefix)
+    return url
 
 
 class ConfigError(Exception):
@@ -234,7 +254,7 @@ def _database_urls(environ: Mapping[str, str]) -> dict[str, str]:
 
 def _check_database_url(name: str, value: str) -> None:
     try:
-        url = make_url(value)
+        url = make_url(normalize_url(value))
         dialect = url.get_dialect()
     except (ArgumentError, NoSuchModuleError, ValueError):
         raise ConfigError(f"{name} must be {_DATABASE_URL}") from None

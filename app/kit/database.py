@@ -21,11 +21,12 @@ what a client sent), so a logged traceback carries no secrets.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import (
     DateTime,
@@ -37,11 +38,25 @@ from sqlalchemy import (
     event,
     inspect,
 )
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import Dialect, ExceptionContext, make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.schema import CreateTable
+from sqlalchemy.sql.compiler import DDLCompiler
+from sqlalchemy.types import TypeEngine
+
+from app.settings import normalize_url
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+CONNECT_TIMEOUT_SECONDS = 5
+"""A silent database host must not hang a request or ``/readyz``."""
+MYSQL_DIALECTS = ("mysql", "mariadb")
+MYSQL_CHECK_FAILED = 4025
+MYSQL_POOL_RECYCLE_SECONDS = 3600
+"""A pooled connection is replaced after an hour, before the server's ``wait_timeout``
+(8 hours by default, often less behind a proxy) closes it; ``pool_pre_ping`` catches the rest."""
 READ_ONLY = "microshop_read_only"
 """The execution option that marks a read-only unit of work's connection."""
 UNNAMED = "this service's"
@@ -94,10 +109,17 @@ def utcnow() -> datetime:
 
 
 class UTCDateTime(TypeDecorator[datetime]):
-    """A timestamp stored as naive UTC (portable to SQLite) and read back UTC-aware."""
+    """A timestamp stored as naive UTC (portable to SQLite) and read back UTC-aware, to the
+    microsecond everywhere: on MariaDB/MySQL as ``DATETIME(6)``, since their ``DATETIME``
+    drops the fraction (``15:57:46.123456`` would come back ``15:57:46``)."""
 
     impl = DateTime
     cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[datetime]:
+        if dialect.name in MYSQL_DIALECTS:
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(DateTime())
 
     def process_bind_param(self, value: datetime | None, dialect: object) -> datetime | None:
         if value is None:
@@ -108,14 +130,6 @@ class UTCDateTime(TypeDecorator[datetime]):
 
     def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
         return None if value is None else value.replace(tzinfo=UTC)
-
-
-def normalize_url(url: str) -> str:
-    """``postgres://`` and ``postgresql://`` mean psycopg 3, the driver microshop installs."""
-    for prefix in ("postgres://", "postgresql://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url.removeprefix(prefix)
-    return url
 
 
 def _configure_sqlite(engine: Engine, synchronous: str) -> None:
@@ -140,6 +154,46 @@ def _configure_postgresql(engine: Engine) -> None:
     def on_begin(connection):  # type: ignore[no-untyped-def]
         if connection.get_execution_options().get(READ_ONLY, False):
             connection.exec_driver_sql("SET TRANSACTION READ ONLY")
+
+
+def _configure_mysql(engine: Engine) -> None:
+    @event.listens_for(engine, "begin")
+    def on_begin(connection):  # type: ignore[no-untyped-def]
+        if connection.get_execution_options().get(READ_ONLY, False):
+            connection.exec_driver_sql("START TRANSACTION READ ONLY")
+
+    @event.listens_for(engine, "handle_error")
+    def on_error(context: ExceptionContext) -> DBAPIError | None:
+        """A failed CHECK is an ``IntegrityError`` on every database (PyMySQL makes
+        MariaDB's 4025 an ``OperationalError``)."""
+        code = getattr(context.original_exception, "args", (None,))[0]
+        if code == MYSQL_CHECK_FAILED and context.sqlalchemy_exception is not None:
+            return IntegrityError(
+                context.statement, None, context.original_exception, hide_parameters=True
+            )
+        return None
+
+
+@compiles(CreateTable, "mysql")
+@compiles(CreateTable, "mariadb")
+def _create_table_on_mysql(create: CreateTable, compiler: DDLCompiler, **kw: Any) -> str:
+    """Every table on MariaDB/MySQL compares its strings as PostgreSQL and SQLite do:
+    byte for byte, trailing spaces included, whatever the database's default collation
+    (case-insensitive there): an ``Idempotency-Key`` ``Ab`` is not ``ab`` nor ``ab ``.
+    What is unique regardless of case (usernames, emails) is stored lower-cased."""
+    collation = "utf8mb4_nopad_bin" if compiler.dialect.is_mariadb else "utf8mb4_0900_bin"  # type: ignore[attr-defined]
+    return compiler.visit_create_table(create, **kw) + f" CHARSET=utf8mb4 COLLATE={collation}"
+
+
+def _mysql_connect_args(query: Mapping[str, Any]) -> dict[str, Any]:
+    """utf8mb4 (all of Unicode; MySQL's ``utf8`` is 3 bytes) and a connect timeout, unless
+    the URL says otherwise."""
+    connect_args: dict[str, Any] = {}
+    if "charset" not in query:
+        connect_args["charset"] = "utf8mb4"
+    if "connect_timeout" not in query:
+        connect_args["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
+    return connect_args
 
 
 class Database:
@@ -173,10 +227,20 @@ class Database:
                 hide_parameters=True,
             )
             _configure_sqlite(engine, synchronous)
+        elif parsed.get_backend_name() in MYSQL_DIALECTS:
+            engine = create_engine(
+                url,
+                pool_pre_ping=True,  # a connection the server closed (wait_timeout) is replaced
+                pool_recycle=MYSQL_POOL_RECYCLE_SECONDS,
+                isolation_level="READ COMMITTED",  # as PostgreSQL: see docs/operations.md
+                connect_args=_mysql_connect_args(parsed.query),
+                hide_parameters=True,
+            )
+            _configure_mysql(engine)
         else:
             connect_args = {}
             if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
-                connect_args["connect_timeout"] = 5  # a silent host must not hang /readyz
+                connect_args["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
             engine = create_engine(
                 url, pool_pre_ping=True, connect_args=connect_args, hide_parameters=True
             )

@@ -45,7 +45,7 @@ from alembic.script import Script, ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import Connection, MetaData, TypeDecorator, inspect, text
 
-from app.kit.database import Database
+from app.kit.database import Database, UTCDateTime
 
 FOLDER = "migrations"
 
@@ -196,9 +196,13 @@ def revision(
     return script
 
 
-def _render_item(type_: str, obj: Any, _context: AutogenContext) -> str | Literal[False]:
+def _render_item(type_: str, obj: Any, context: AutogenContext) -> str | Literal[False]:
     """Migrations stand alone: a platform type (``UTCDateTime``) is written as the SQL
-    type it stores (``sa.DateTime()``), so a revision never imports app code."""
+    type it stores (``sa.DateTime()``, ``DATETIME(6)`` on MariaDB/MySQL), so a revision
+    never imports app code."""
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        context.imports.add("from sqlalchemy.dialects import mysql")
+        return 'sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")'
     if type_ == "type" and isinstance(obj, TypeDecorator):
         impl = obj.impl_instance
         if type(impl).__module__.startswith("sqlalchemy."):

@@ -143,18 +143,18 @@ class Relay:
         handled again, so the retention is far longer than any redelivery takes."""
         cutoff = utcnow() - retention
         table, inbox = self.outbox.table, self.outbox.inbox
-        old_events = select(table.c.id).where(table.c.delivered_at < cutoff).limit(PRUNE_BATCH)
-        old_ids = select(inbox.c.event_id).where(inbox.c.received_at < cutoff).limit(PRUNE_BATCH)
         pruned = 0
-        for statement in (
-            delete(table).where(table.c.id.in_(old_events.scalar_subquery())),
-            delete(inbox).where(inbox.c.event_id.in_(old_ids.scalar_subquery())),
+        for key, old in (
+            (table.c.id, table.c.delivered_at),
+            (inbox.c.event_id, inbox.c.received_at),
         ):
-            while True:
+            while True:  # ids first: MariaDB/MySQL refuse a LIMIT inside IN (subquery)
                 with self.service.database.unit_of_work() as session:
-                    deleted = session.execute(statement).rowcount
-                pruned += deleted
-                if deleted < PRUNE_BATCH:
+                    ids = session.scalars(select(key).where(old < cutoff).limit(PRUNE_BATCH)).all()
+                    if ids:
+                        session.execute(delete(key.table).where(key.in_(ids)))
+                pruned += len(ids)
+                if len(ids) < PRUNE_BATCH:
                     break
         return pruned
 

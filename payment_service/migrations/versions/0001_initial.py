@@ -137,9 +137,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("refunds", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_refunds_payment_id"))
-
     op.drop_table("refunds")
     op.drop_table("token_versions")
     with op.batch_alter_table("payments", schema=None) as batch_op:

@@ -77,10 +77,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("revoked_tokens", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_revoked_tokens_user_id"))
-        batch_op.drop_index(batch_op.f("ix_revoked_tokens_expires_at"))
-
     op.drop_table("revoked_tokens")
     op.drop_table("users")
     with op.batch_alter_table("outbox", schema=None) as batch_op:
