@@ -1,5 +1,6 @@
-"""Fixtures: every database test runs on SQLite and, when configured, on PostgreSQL;
-every user-service API test also runs through a real waitress server."""
+"""Fixtures: every database test runs on SQLite and, when configured, on PostgreSQL (the
+database-facing modules, marked ``backends``, on MariaDB/MySQL too); every user-service
+API test also runs through a real waitress server."""
 
 from __future__ import annotations
 
@@ -18,8 +19,10 @@ from support import (
     Shop,
     WsgiTransport,
     database_urls,
+    drop_mysql_databases,
     drop_postgres_schemas,
     make_settings,
+    mysql_url,
     postgres_url,
     ready_application,
 )
@@ -34,12 +37,39 @@ from app.settings import Settings
 def pytest_configure(config: pytest.Config) -> None:
     if os.environ.get("CI") and postgres_url() is None:
         raise pytest.UsageError("CI must set MICROSHOP_TEST_POSTGRES_URL: no skipping PostgreSQL")
+    if os.environ.get("CI") and mysql_url() is None:
+        raise pytest.UsageError("CI must set MICROSHOP_TEST_MYSQL_URL: no skipping MariaDB")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """In a module marked ``backends(...)``, a test runs on those databases: through
+    ``backend``, or ``shop``/``users`` (which add the waitress server), unless it chooses
+    its own (a PostgreSQL-only test stays so)."""
+    chosen = metafunc.definition.get_closest_marker("backends")
+    if chosen is None:
+        return
+    own = {
+        name.strip()
+        for mark in metafunc.definition.iter_markers("parametrize")
+        for name in (mark.args[0].split(",") if isinstance(mark.args[0], str) else mark.args[0])
+    }
+    for name, params, indirect in (
+        ("backend", list(chosen.args), False),
+        ("shop", [*chosen.args, "waitress"], True),
+        ("users", [*chosen.args, "waitress"], True),
+    ):
+        if name in metafunc.fixturenames and name not in own:
+            metafunc.definition.add_marker(pytest.mark.parametrize(name, params, indirect=indirect))
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     base = postgres_url()
     if base is not None:
         drop_postgres_schemas(base)
+    base = mysql_url()
+    if base is not None:
+        drop_mysql_databases(base)
 
 
 @pytest.fixture(params=BACKENDS)

@@ -20,7 +20,9 @@ from typing import Any
 import httpx
 import jwt
 import psycopg
+import pymysql
 import pytest
+from sqlalchemy.engine import make_url
 from werkzeug.test import Client
 
 from app.kit.database import Database
@@ -79,12 +81,90 @@ def drop_postgres_schemas(base_url: str) -> None:
         drop_postgres_schema(base_url, postgres_schema(service))
 
 
+def mysql_url() -> str | None:
+    return os.environ.get("MICROSHOP_TEST_MYSQL_URL") or None
+
+
+ONLY_MYSQL = pytest.param(
+    "mysql",
+    marks=pytest.mark.skipif(mysql_url() is None, reason="MICROSHOP_TEST_MYSQL_URL is not set"),
+)
+DATABASE_BACKENDS = [*BACKENDS, ONLY_MYSQL]
+"""The database-facing tests (``pytestmark = pytest.mark.backends(*DATABASE_BACKENDS)``)
+run on MariaDB/MySQL too, where its URL is set (CI sets it); the rest stay on ``BACKENDS``."""
+
+
+def mysql_database(service: str) -> str:
+    """Named after the run's database and this test process, so two processes (or runs)
+    on one server never drop each other's, and CI's clean-up finds them by prefix."""
+    base = make_url(mysql_url() or "mysql://localhost/test").database or "test"
+    return f"{base}_{os.getpid()}_{service}"
+
+
+def _mysql_server(base_url: str) -> pymysql.Connection:
+    url = make_url(base_url)
+    return pymysql.connect(
+        host=url.host or "127.0.0.1",
+        port=url.port or 3306,
+        user=url.username or "root",
+        password=url.password or "",
+        autocommit=True,
+    )
+
+
+def fresh_mysql_database(base_url: str, database: str) -> str:
+    """An empty database on the test server, made with the server's default collation
+    (case-insensitive, as an operator's would be), and a URL for it."""
+    with _mysql_server(base_url) as connection, connection.cursor() as cursor:
+        cursor.execute(f"DROP DATABASE IF EXISTS `{database}`")
+        cursor.execute(f"CREATE DATABASE `{database}`")
+    return make_url(base_url).set(database=database).render_as_string(hide_password=False)
+
+
+def drop_mysql_database(base_url: str, database: str) -> None:
+    with _mysql_server(base_url) as connection, connection.cursor() as cursor:
+        cursor.execute(f"DROP DATABASE IF EXISTS `{database}`")
+
+
+def drop_mysql_databases(base_url: str) -> None:
+    for service in SERVICES:
+        drop_mysql_database(base_url, mysql_database(service))
+
+
 def database_urls(backend: str, folder: Path) -> dict[str, str]:
     if backend == "sqlite":
         return {name: f"sqlite:///{folder / f'{name}.db'}" for name in SERVICES}
+    if backend == "mysql":
+        base = mysql_url()
+        assert base, "MariaDB/MySQL tests need MICROSHOP_TEST_MYSQL_URL"
+        return {name: fresh_mysql_database(base, mysql_database(name)) for name in SERVICES}
     base = postgres_url()
     assert base, "PostgreSQL tests need MICROSHOP_TEST_POSTGRES_URL"
     return {name: fresh_postgres_schema(base, postgres_schema(name)) for name in SERVICES}
+
+
+@contextmanager
+def scratch_databases(backend: str, folder: Path) -> Iterator[Callable[[str], str]]:
+    """``url_of(name)``: a fresh database for one test, by name (a SQLite file, a PostgreSQL
+    schema or a MariaDB/MySQL database of this test process), dropped at the end."""
+    made: list[str] = []
+
+    def url_of(name: str) -> str:
+        if backend == "sqlite":
+            return f"sqlite:///{folder / f'{name}.db'}"
+        made.append(mysql_database(name) if backend == "mysql" else postgres_schema(name))
+        if backend == "mysql":
+            return fresh_mysql_database(mysql_url() or "", made[-1])
+        return fresh_postgres_schema(postgres_url() or "", made[-1])
+
+    try:
+        yield url_of
+    finally:
+        for name in made:
+            if backend == "mysql":
+                drop_mysql_database(mysql_url() or "", name)
+            else:
+                drop_postgres_schema(postgres_url() or "", name)
 
 
 @contextmanager

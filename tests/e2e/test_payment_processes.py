@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from support import (
+    DATABASE_BACKENDS,
     Server,
     database_urls,
     free_port,
@@ -24,7 +25,7 @@ from support import (
 )
 from waitress.server import create_server
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.backends(*DATABASE_BACKENDS)]
 
 
 def database_env(backend: str, folder: Path) -> dict[str, str]:

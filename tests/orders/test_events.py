@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from support import service_database
+from support import DATABASE_BACKENDS, service_database
 
 from app.kit.auth import Caller
 from app.kit.database import Database
@@ -18,6 +18,8 @@ from app.kit.topics import Event, PaymentRefunded, PaymentSucceeded
 from order_service import events, service
 from order_service.models import Base, Order, OrderStatus, outbox
 from order_service.schemas import NewOrder
+
+pytestmark = pytest.mark.backends(*DATABASE_BACKENDS)
 
 ALICE = Caller(1, "user")
 

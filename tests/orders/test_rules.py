@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from support import service_database
+from support import DATABASE_BACKENDS, service_database
 
 from app.kit.auth import Caller
 from app.kit.database import Database
@@ -22,6 +22,8 @@ from app.kit.money import as_number, to_minor
 from order_service import service
 from order_service.models import Base, Order, OrderStatus
 from order_service.schemas import MAX_PRICE_MINOR, NewOrder, OrderQuery
+
+pytestmark = pytest.mark.backends(*DATABASE_BACKENDS)
 
 ALICE, BOB, ADMIN = Caller(1, "user"), Caller(2, "user"), Caller(99, "admin")
 ALLOWED = {

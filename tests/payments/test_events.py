@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from sqlalchemy import select
+from support import DATABASE_BACKENDS
 
 import payment_service
 from app.kit.database import Database, utcnow
@@ -22,6 +23,8 @@ from payment_service.errors import ProviderFailed
 from payment_service.models import Payment, PaymentStatus, Refund, RefundStatus, outbox
 from payment_service.providers import SandboxProvider
 from payment_service.service import STRANDED_AFTER
+
+pytestmark = pytest.mark.backends(*DATABASE_BACKENDS)
 
 ORDER_ID = 3
 

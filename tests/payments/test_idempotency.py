@@ -6,12 +6,14 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import update
-from support import Account, Shop, WsgiTransport
+from support import DATABASE_BACKENDS, Account, Shop, WsgiTransport
 
 from app.kit.database import utcnow
 from app.kit.service import parts_of
 from payment_service.idempotency import ABANDONED_AFTER, _fingerprint
 from payment_service.models import IdempotencyRecord
+
+pytestmark = pytest.mark.backends(*DATABASE_BACKENDS)
 
 
 @pytest.fixture
@@ -104,3 +106,13 @@ def test_a_body_that_repeats_a_key_is_not_the_body_that_gives_it_once(shop: Shop
     once = shop.payments.post("/", json={"order_id": order["id"]}, headers=headers)
     assert once.status_code == 422
     assert once.json["data"]["error"] == "idempotency_key_mismatch"
+
+
+def test_keys_that_differ_only_in_case_are_different_keys(shop: Shop, alice: Account):
+    """As on PostgreSQL, also where the database's default collation ignores case (MariaDB)."""
+    first, second = shop.order(alice), shop.order(alice)
+    assert pay(shop, alice, first["id"], "Order-Key").status_code == 201
+    again = pay(shop, alice, second["id"], "order-key")
+    assert again.status_code == 201, again.text
+    assert "Idempotent-Replayed" not in again.headers
+    assert again.json["data"]["order_id"] == second["id"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import flaky_provider
 import pytest
 from sqlalchemy import select, update
-from support import PASSWORD, bearer, database_urls, make_settings
+from support import DATABASE_BACKENDS, PASSWORD, bearer, database_urls, make_settings
 from werkzeug.test import Client
 
 from app.kit.database import Database, utcnow
@@ -20,6 +20,8 @@ from app.settings import ServiceSpec
 from payment_service.idempotency import ABANDONED_AFTER
 from payment_service.models import IdempotencyRecord, Payment, PaymentStatus, Refund, RefundStatus
 from payment_service.service import STRANDED_AFTER
+
+pytestmark = pytest.mark.backends(*DATABASE_BACKENDS)
 
 
 def test_a_stranded_reservation_is_resumed_under_its_own_payment(application: Application):

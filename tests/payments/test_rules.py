@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
-from support import service_database
+from support import DATABASE_BACKENDS, service_database
 
 from app.kit.auth import Caller
 from app.kit.database import Database, utcnow
@@ -28,6 +28,8 @@ from payment_service.orders import OrderFacts
 from payment_service.schemas import PaymentQuery
 
 ALICE, BOB, ADMIN = Caller(1, "user"), Caller(2, "user"), Caller(9, "admin")
+
+pytestmark = pytest.mark.backends(*DATABASE_BACKENDS)
 
 
 @pytest.fixture

@@ -7,7 +7,9 @@ after the commit that publishes them, so the state is settled when a request ret
 from __future__ import annotations
 
 import pytest
-from support import Account, Shop
+from support import DATABASE_BACKENDS, Account, Shop
+
+pytestmark = pytest.mark.backends(*DATABASE_BACKENDS)
 
 
 @pytest.fixture

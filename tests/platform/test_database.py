@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import re
 import threading
-import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import String, select, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import String, func, select, text
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
-from support import ONLY_POSTGRES, drop_postgres_schema, fresh_postgres_schema, postgres_url
+from support import (
+    DATABASE_BACKENDS,
+    ONLY_MYSQL,
+    ONLY_POSTGRES,
+    Shop,
+    scratch_databases,
+)
 
-from app.kit.database import Database, DatabaseNotReady
+from app.kit.database import Database, DatabaseNotReady, UTCDateTime
+from app.settings import normalize_url
+
+pytestmark = pytest.mark.backends(*DATABASE_BACKENDS)
 
 WAIT = 5.0
 """Far longer than a read takes, far shorter than SQLite's 10 s busy timeout."""
@@ -30,19 +40,23 @@ class Note(Base):
     text: Mapped[str] = mapped_column(String(50))
 
 
+class Stamp(Base):
+    """A string that is unique as it is written, and a time."""
+
+    __tablename__ = "stamps"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 @pytest.fixture
 def bare_database(backend: str, tmp_path: Path) -> Iterator[Database]:
     """A database whose tables were never made, as in production before ``microshop migrate``."""
-    schema = f"test_units_{uuid.uuid4().hex[:12]}"
-    if backend == "sqlite":
-        url = f"sqlite:///{tmp_path / 'notes.db'}"
-    else:
-        url = fresh_postgres_schema(postgres_url(), schema)
-    database = Database.connect(url, Base.metadata, name="notes")
-    yield database
-    database.dispose()
-    if backend != "sqlite":
-        drop_postgres_schema(postgres_url(), schema)
+    with scratch_databases(backend, tmp_path) as url_of:
+        database = Database.connect(url_of("notes"), Base.metadata, name="notes")
+        yield database
+        database.dispose()
 
 
 @pytest.fixture
@@ -151,15 +165,15 @@ def test_only_a_unit_of_work_that_writes_tells_its_listeners(database: Database)
     assert len(committed) == 1
 
 
-@pytest.mark.parametrize("backend", [ONLY_POSTGRES])
-def test_a_read_only_unit_of_work_refuses_to_write_on_postgresql(database: Database):
+@pytest.mark.parametrize("backend", [ONLY_POSTGRES, ONLY_MYSQL])
+def test_a_read_only_unit_of_work_refuses_to_write_on_a_server(database: Database):
 
     def write_in_a_read() -> None:
         with database.unit_of_work(readonly=True) as session:
             session.add(Note(text="sneaked in"))
             session.flush()
 
-    with pytest.raises(DBAPIError, match="read-only transaction"):
+    with pytest.raises(DBAPIError, match=r"(?i)read[- ]only transaction"):
         write_in_a_read()
     with database.unit_of_work(readonly=True) as session:
         assert list(session.scalars(select(Note.text))) == ["first"]
@@ -207,3 +221,62 @@ def test_an_unreachable_database_says_so_naming_it():
         database.dispose()
     assert (refused.value.service, refused.value.state) == ("notes", "unreachable")
     assert refused.value.message == "notes database cannot be reached"
+
+
+@pytest.mark.parametrize(
+    ("url", "meant"),
+    [
+        ("postgres://u@h/db", "postgresql+psycopg://u@h/db"),
+        ("postgresql://u@h/db", "postgresql+psycopg://u@h/db"),
+        ("mysql://u@h/db", "mysql+pymysql://u@h/db"),
+        ("mariadb://u@h/db", "mariadb+pymysql://u@h/db"),
+        ("mysql+pymysql://u@h/db", "mysql+pymysql://u@h/db"),
+        ("sqlite:///shop.db", "sqlite:///shop.db"),
+    ],
+)
+def test_a_url_without_a_driver_means_the_installed_one(url: str, meant: str):
+    assert normalize_url(url) == meant
+
+
+def test_a_time_comes_back_to_the_microsecond(database: Database):
+    """MariaDB's plain DATETIME would drop the fraction (12:00:00.123456 -> 12:00:00)."""
+    at = datetime(2026, 12, 1, 12, 0, 0, 123456, tzinfo=UTC)
+    with database.unit_of_work() as session:
+        session.add(Stamp(key="k", at=at))
+    with database.unit_of_work(readonly=True) as session:
+        assert session.scalars(select(Stamp.at)).one() == at
+
+
+def test_strings_are_unique_and_equal_byte_for_byte(database: Database):
+    """As on PostgreSQL, whatever the server's default collation (MariaDB's ignores case
+    and trailing spaces): ``Key``, ``key`` and ``key `` are three keys."""
+    now = datetime.now(UTC)
+    with database.unit_of_work() as session:
+        session.add_all([Stamp(key=key, at=now) for key in ("Key", "key", "key ")])
+    with database.unit_of_work(readonly=True) as session:
+        for key in ("Key", "key", "key "):
+            assert session.scalars(select(Stamp.key).where(Stamp.key == key)).all() == [key]
+    with pytest.raises(IntegrityError), database.unit_of_work() as session:
+        session.add(Stamp(key="key", at=now))
+
+
+@pytest.mark.parametrize("backend", [ONLY_POSTGRES, ONLY_MYSQL])
+def test_a_unit_of_work_reads_what_another_committed_meanwhile(database: Database):
+    """READ COMMITTED on both servers: a check after a wait sees the current rows (InnoDB's
+    default REPEATABLE READ would keep showing the first read's snapshot)."""
+    count = select(func.count()).select_from(Note)
+    with database.unit_of_work() as session:
+        assert session.scalar(count) == 1
+        with database.unit_of_work() as other:
+            other.add(Note(text="meanwhile"))
+        assert session.scalar(count) == 2
+
+
+def test_the_api_gives_the_time_it_stored(shop: Shop):
+    """A timestamp read back from the database is the one the API answered when it was
+    made, to the microsecond, in the same format on every database."""
+    alice = shop.users.signed_up()
+    placed = shop.order(alice)
+    read = shop.orders.get(f"/{placed['id']}", headers=alice.headers).json["data"]
+    assert read["created_at"] == placed["created_at"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", read["created_at"])

@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import jwt
-import psycopg
 import pytest
 from flask import Flask
 from sqlalchemy import String, select, update
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from support import (
+    DATABASE_BACKENDS,
     ONLY_POSTGRES,
     PASSWORD,
     SECRET,
@@ -31,9 +31,8 @@ from support import (
     bearer,
     forge,
     free_port,
-    fresh_postgres_schema,
     make_settings,
-    postgres_url,
+    scratch_databases,
     unique,
 )
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
@@ -59,6 +58,8 @@ from app.runtime.observability import Metrics
 from app.runtime.relay import MAX_BACKOFF_SECONDS, Relay, Sweeper, backoff
 from app.runtime.service_client import ServiceClient
 from app.settings import ServiceSpec, Settings
+
+pytestmark = pytest.mark.backends(*DATABASE_BACKENDS)
 
 TOPIC = "note.added"
 
@@ -295,21 +296,9 @@ class Mesh:
 
 @pytest.fixture
 def url_for(backend: str, tmp_path: Path) -> Iterator[Callable[[str], str]]:
-    """A fresh database per service name: a SQLite file, or a PostgreSQL schema of its own."""
-    schemas: list[str] = []
-
-    def make(name: str) -> str:
-        if backend == "sqlite":
-            return f"sqlite:///{tmp_path / f'{name}.db'}"
-        schema = f"events_{name}_{uuid.uuid4().hex[:10]}"
-        schemas.append(schema)
-        return fresh_postgres_schema(postgres_url(), schema)
-
-    yield make
-    if schemas:
-        with psycopg.connect(postgres_url(), autocommit=True) as connection:
-            for schema in schemas:
-                connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    """A fresh database per service name."""
+    with scratch_databases(backend, tmp_path) as url_of:
+        yield url_of
 
 
 @pytest.fixture

@@ -4,25 +4,24 @@ the models on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import importlib
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import MetaData, inspect, text
 from support import (
+    DATABASE_BACKENDS,
+    ONLY_MYSQL,
     SECRET,
     SERVICES,
     database_urls,
-    fresh_postgres_schema,
     make_settings,
-    postgres_url,
+    scratch_databases,
 )
 from werkzeug.test import Client
 
-from app.kit.database import Database
+from app.kit.database import Database, UTCDateTime
 from app.kit.service import parts_of
 from app.runtime.cli import main
 from app.runtime.composition import create_application
@@ -35,6 +34,8 @@ from app.runtime.migrations import (
     upgrade,
     version_table,
 )
+
+pytestmark = pytest.mark.backends(*DATABASE_BACKENDS)
 
 HEADS = {"user": "0003", "order": "0004", "payment": "0004"}
 """The revision each service's history ends at."""
@@ -170,13 +171,8 @@ def test_the_migrations_make_the_check_constraints_of_the_models(
     ``create_schema`` makes from the models, on the same backend."""
     migrated = service_database(service)
     upgrade(migrated, service, f"{service}_service")
-    if backend == "sqlite":
-        reference_url = f"sqlite:///{tmp_path / f'{service}-reference.db'}"
-    else:
-        schema = f"test_{os.getpid()}_{service}_reference"
-        reference_url = fresh_postgres_schema(postgres_url(), schema)
-    reference = Database.connect(reference_url, metadata_of(service))
-    try:
+    with scratch_databases(backend, tmp_path) as url_of:
+        reference = Database.connect(url_of(f"{service}_reference"), metadata_of(service))
         reference.create_schema()
 
         def checks(database: Database) -> dict[str, set[tuple[str, str]]]:
@@ -191,11 +187,7 @@ def test_the_migrations_make_the_check_constraints_of_the_models(
                 }
 
         assert checks(migrated) == checks(reference)
-    finally:
         reference.dispose()
-        if backend != "sqlite":
-            with psycopg.connect(postgres_url(), autocommit=True) as connection:
-                connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -315,3 +307,34 @@ def test_refunds_made_before_refunds_were_rows_first_stay_succeeded_and_counted(
         refunds = session.execute(text("SELECT id, provider_reference FROM refunds ORDER BY id"))
         assert [tuple(row) for row in refunds] == [(1, "re_1"), (2, "refund-1-x")]
         assert session.scalar(text("SELECT refunded_minor FROM payments")) == 1000
+
+
+@pytest.mark.parametrize("backend", [ONLY_MYSQL])
+@pytest.mark.parametrize("service", SERVICES)
+def test_migrations_on_mariadb_keep_microseconds_and_compare_strings_exactly(
+    service_database, service: str
+):
+    """Autogenerate sees neither: ``DATETIME`` would drop the fraction and the server's
+    default collation would ignore case, so check the columns themselves."""
+    database = service_database(service)
+    upgrade(database, service, f"{service}_service")
+    with database.engine.connect() as connection:
+        columns = connection.execute(
+            text(
+                "SELECT table_name, column_name, column_type, collation_name"
+                " FROM information_schema.columns WHERE table_schema = DATABASE()"
+                " AND table_name NOT LIKE 'alembic_version%'"
+            )
+        ).all()
+    timestamps = {
+        (table.name, column.name)
+        for table in metadata_of(service).tables.values()
+        for column in table.columns
+        if isinstance(column.type, UTCDateTime)
+    }
+    assert {(table, column) for table, column, kind, _ in columns if kind == "datetime(6)"} == (
+        timestamps
+    )
+    assert not [column for _, column, kind, _ in columns if kind == "datetime"]
+    collations = {collation for *_, collation in columns if collation}
+    assert collations == {"utf8mb4_nopad_bin"}

@@ -13,12 +13,14 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from support import PASSWORD, service_database
+from support import DATABASE_BACKENDS, PASSWORD, service_database
 
 from app.kit.auth import Caller
 from user_service import events, service
 from user_service.models import Base, User, outbox
 from user_service.schemas import PasswordChange, Registration
+
+pytestmark = pytest.mark.backends(*DATABASE_BACKENDS)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from support import PASSWORD, service_database
+from support import DATABASE_BACKENDS, PASSWORD, service_database
 
 from app.kit.auth import Caller
 from app.kit.database import Database
@@ -25,6 +25,8 @@ from user_service import passwords, service
 from user_service.errors import InvalidCredentials
 from user_service.models import Base, User, deny_list
 from user_service.schemas import RESERVED_DOMAINS, Credentials, PasswordChange, Registration
+
+pytestmark = pytest.mark.backends(*DATABASE_BACKENDS)
 
 
 @pytest.fixture
