@@ -10,13 +10,15 @@
 A unit of work that writes begins with ``BEGIN IMMEDIATE`` on SQLite (SQLAlchemy's
 pysqlite serializable recipe: concurrent writers queue instead of failing or racing); a
 read-only one with ``BEGIN DEFERRED``, so readers never queue behind each other or a
-writer (WAL), and on PostgreSQL as ``READ ONLY``. SQLite also gets WAL, foreign keys and
-a busy timeout.
+writer (WAL), on PostgreSQL as ``READ ONLY``, on MariaDB/MySQL as ``START TRANSACTION
+READ ONLY``. SQLite also gets WAL, foreign keys and a busy timeout; MariaDB/MySQL get
+utf8mb4, READ COMMITTED (as PostgreSQL), ``DATETIME(6)`` and binary collations.
 A unit of work on a database that has no schema yet, or cannot be reached, raises
 ``DatabaseNotReady`` (503 ``service_unavailable`` naming it) instead of the driver's error,
 and works as soon as the schema is there: no restart after ``microshop migrate``.
-``postgresql://`` URLs use psycopg 3. Errors never quote query parameters (they may hold
-what a client sent), so a logged traceback carries no secrets.
+``postgresql://`` URLs use psycopg 3, ``mysql://`` and ``mariadb://`` PyMySQL. Errors
+never quote query parameters (they may hold what a client sent), so a logged traceback
+carries no secrets.
 """
 
 from __future__ import annotations
