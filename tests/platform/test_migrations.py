@@ -37,7 +37,7 @@ from app.runtime.migrations import (
 
 pytestmark = pytest.mark.backends(*DATABASE_BACKENDS)
 
-HEADS = {"user": "0003", "order": "0004", "payment": "0004"}
+HEADS = {"user": "0004", "order": "0005", "payment": "0005"}
 """The revision each service's history ends at."""
 
 
