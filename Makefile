@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8080
 
-.PHONY: run test lint browser clean
+.PHONY: run test lint browser nginx clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,7 @@ lint: $(VENV)/.installed-test
 
 # One worker per core; a test file stays on one worker, so a module's shared shop is
 # built once (--dist loadfile). `.venv/bin/pytest tests/...` runs a part serially.
-test: lint browser
+test: lint browser nginx
 	$(BIN)/pytest -n auto --dist loadfile
 
 # Debian's Chromium, which the browser test drives (Playwright downloads no browser);
@@ -39,6 +39,15 @@ browser:
 	@test -x /usr/bin/chromium || (apt-get update -qq \
 		&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
 		|| echo "make: could not install chromium: the browser test will skip" >&2
+
+# Debian's nginx, the gateway of the split test (tests/e2e/test_split.py runs it with
+# deploy/nginx/microshop.conf); nginx-light where Debian still has it. The test starts its
+# own nginx, not the package's service. Without nginx that test skips, except in CI.
+nginx:
+	@test -x /usr/sbin/nginx || (apt-get update -qq \
+		&& (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light \
+			|| DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx)) \
+		|| echo "make: could not install nginx: the split test will skip" >&2
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .ruff_cache .import_linter_cache

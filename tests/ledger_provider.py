@@ -3,8 +3,9 @@ made to stall after it acted: for tests that SIGKILL the server mid-charge or mi
 
 Mounted as ``MICROSHOP_SERVICES=user,order,payment=ledger_provider:create_app`` with
 ``LEDGER_PROVIDER_DIR`` naming its folder. Each charge and refund is a line of
-``ledger.jsonl`` there; while a file ``stall`` exists, a call writes its line and then
-waits, as if the answer were lost."""
+``ledger.jsonl`` there, with the id of the process that made it; while a file ``stall``
+exists (or ``stall-<process id>``, to stall one process of several sharing the ledger), a
+call writes its line and then waits, as if the answer were lost."""
 
 from __future__ import annotations
 
@@ -51,12 +52,14 @@ class LedgerProvider(SandboxProvider):
         return next((e["result"] for e in charges if e["reference"] == reference), None)
 
     def _write(self, kind: str, reference: str, result: str, **extra: Any) -> str:
-        line = json.dumps({"kind": kind, "reference": reference, "result": result, **extra})
+        line = json.dumps(
+            {"kind": kind, "reference": reference, "result": result, "pid": os.getpid(), **extra}
+        )
         with self.lock, (self.folder / "ledger.jsonl").open("a") as ledger:
             ledger.write(line + "\n")
             ledger.flush()
             os.fsync(ledger.fileno())
-        while (self.folder / "stall").exists():
+        while (self.folder / "stall").exists() or (self.folder / f"stall-{os.getpid()}").exists():
             time.sleep(0.05)
         return result
 

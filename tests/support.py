@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 import httpx
 import jwt
@@ -528,3 +529,25 @@ def place_order_at(base: str, headers: dict[str, str], price: str = "42.50") -> 
 
 def order_status_at(base: str, headers: dict[str, str], order_id: int) -> str:
     return httpx.get(f"{base}/order/{order_id}", headers=headers).json()["data"]["status"]
+
+
+# --- RabbitMQ -------------------------------------------------------------------------
+
+
+@contextmanager
+def rabbitmq_vhost(amqp_url: str) -> Iterator[str]:
+    """A virtual host of its own on the broker at ``amqp_url`` (made with rabbitmqctl, so
+    its queues start empty), deleted afterwards: the URL that names it."""
+    vhost = f"microshop_test_{uuid.uuid4().hex[:12]}"
+    user = urlsplit(amqp_url).username or "guest"
+    subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], check=True, capture_output=True)
+    try:
+        subprocess.run(
+            ["rabbitmqctl", "-q", "set_permissions", "-p", vhost, user, ".*", ".*", ".*"],
+            check=True,
+            capture_output=True,
+        )
+        base = amqp_url.split("?")[0].rsplit("/", 1)[0]
+        yield f"{base}/{quote(vhost, safe='')}"
+    finally:
+        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True)
