@@ -23,7 +23,12 @@ from app.kit.events import Handling, RetryLater
 from app.kit.peers import Peers
 from app.kit.service import unit_of_work
 from payment_service import idempotency, service
-from payment_service.errors import CardDeclined, ProviderFailed, RequestInProgress
+from payment_service.errors import (
+    CardDeclined,
+    OrderAlreadyPaid,
+    ProviderFailed,
+    RequestInProgress,
+)
 from payment_service.models import Payment, PaymentStatus, Refund, RefundStatus
 from payment_service.orders import read_order
 from payment_service.providers import PaymentProvider
@@ -43,10 +48,13 @@ class Checkout:
         if made is not None and made.status in service.SETTLED:
             return made  # the key's first request charged, then died before answering
         order = service.check_payable(read_order(self.peers, form.order_id), caller)
-        with unit_of_work() as session:
-            reserved = service.reserve_payment(session, caller, order, form.payment_method)
-            idempotency.remember_made(session, reserved.id)
-            payment_id, method = reserved.id, reserved.method  # a resumed one keeps its own
+        try:
+            with unit_of_work() as session:
+                reserved = service.reserve_payment(session, caller, order, form.payment_method)
+                idempotency.remember_made(session, reserved.id)
+                payment_id, method = reserved.id, reserved.method  # a resumed one keeps its own
+        except OrderAlreadyPaid:
+            return self._settled_elsewhere(made)
         try:
             reference = self.provider.charge(
                 amount_minor=order.amount_minor,
@@ -153,6 +161,19 @@ class Checkout:
             else:
                 service.settle_payment(session, payment_id, charge)
         log.info("settled stranded payment %s: %s", payment_id, "charged" if charge else "failed")
+
+    def _settled_elsewhere(self, made: Payment | None) -> Payment:
+        """The order's charge is taken. If by the payment this request's key made, another
+        process (the reconciler) is settling it: the key's request is still in progress,
+        and a retry answers with the payment once it is settled."""
+        if made is None:
+            raise OrderAlreadyPaid()
+        made = self._made_by_key(Payment)
+        if made is not None and made.status in service.SETTLED:
+            return made
+        if made is not None and made.status is PaymentStatus.PROCESSING:
+            raise RequestInProgress()
+        raise OrderAlreadyPaid()
 
     def _made_by_key(self, model: type[Payment] | type[Refund]) -> Payment | Refund | None:
         """What this request's ``Idempotency-Key`` made before its first request died."""

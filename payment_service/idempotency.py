@@ -11,7 +11,8 @@ A 5xx is not stored: the key is freed so the client may retry, unless the reques
 already made its payment or refund (``remember_made``), whose outcome is then not known. A
 first use whose process died (still "running" after two minutes) is taken over by the
 next, which learns what the first one made (``current_claim().made_id``) and answers
-with that rather than doing it again.
+with that rather than doing it again; while another process (the reconciler) is still
+finishing what was made, the view raises ``RequestInProgress`` and the key stays running.
 """
 
 from __future__ import annotations
@@ -170,6 +171,8 @@ def idempotent(operation: str) -> Callable[[Callable[..., Response]], Callable[.
                 return replay
             try:
                 response = view(*args, **kwargs)
+            except RequestInProgress:  # another process finishes what the key made: no answer
+                raise  # yet, so the key stays running, for a retry to take over
             except ApiError as error:  # a refusal is an answer too, and is replayed as such
                 response = current_app.make_response(current_app.handle_user_exception(error))
             except Exception:

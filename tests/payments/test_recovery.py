@@ -19,7 +19,7 @@ from app.runtime.composition import Application, create_application
 from app.settings import ServiceSpec
 from payment_service.idempotency import ABANDONED_AFTER
 from payment_service.models import IdempotencyRecord, Payment, PaymentStatus, Refund, RefundStatus
-from payment_service.service import STRANDED_AFTER
+from payment_service.service import STRANDED_AFTER, settle_payment, take_over
 
 pytestmark = pytest.mark.backends(*DATABASE_BACKENDS)
 
@@ -208,3 +208,43 @@ def test_a_refund_of_unknown_outcome_keeps_its_key_and_a_retry_finishes_it(flaky
     assert refund.status is RefundStatus.SUCCEEDED
     assert flaky.provider.refunds == [refund.reference] * 2  # asked again under its own key
     assert (payment.status, payment.refunded_minor) == (PaymentStatus.PARTIALLY_REFUNDED, 300)
+
+
+def test_a_retry_while_the_reconciler_settles_its_payment_waits_and_then_gets_it(
+    flaky: FlakyShop,
+):
+    """The key's first request died after charging; two minutes on, the reconciler has
+    taken the payment over and is settling it as the retry comes. The retry is told the
+    key's work is in progress, not that the order is paid by someone else, and a later
+    retry answers with the payment."""
+    order_id = flaky.place_order()
+    keyed = {**flaky.headers, "Idempotency-Key": "pay-once"}
+    flaky.provider.timing_out = True
+    lost = flaky.client.post("/payment/", json={"order_id": order_id}, headers=keyed)
+    assert lost.status_code == 500  # charged or not: nobody knows yet
+    flaky.provider.timing_out = False
+
+    def age_key() -> None:
+        with flaky.database.unit_of_work() as session:
+            session.execute(
+                update(IdempotencyRecord).values(
+                    created_at=utcnow() - ABANDONED_AFTER - timedelta(seconds=1)
+                )
+            )
+
+    age_key()
+    flaky.age(Payment)
+    with flaky.database.unit_of_work() as session:  # the reconciler takes it over
+        [payment] = session.scalars(select(Payment))
+        assert take_over(session, Payment, payment.id)
+    racing = flaky.client.post("/payment/", json={"order_id": order_id}, headers=keyed)
+    assert racing.get_json()["data"]["error"] == "request_in_progress"
+    with flaky.database.unit_of_work() as session:  # ... and settles it
+        settle_payment(session, payment.id, "ch_settled_by_the_reconciler")
+    age_key()  # the racing retry took the key over: as if it too had died long ago
+    answered = flaky.client.post("/payment/", json={"order_id": order_id}, headers=keyed)
+    assert answered.status_code == 201, answered.get_data(as_text=True)
+    assert answered.get_json()["data"]["id"] == payment.id
+    replayed = flaky.client.post("/payment/", json={"order_id": order_id}, headers=keyed)
+    assert replayed.headers["Idempotent-Replayed"] == "true"
+    assert replayed.get_json()["data"]["id"] == payment.id
