@@ -461,11 +461,18 @@ def test_a_payment_copy_killed_mid_burst_leaves_every_order_paid_once(split: Spl
         stall.touch()
         try:
 
-            def victim_charged() -> bool:
-                entries = ledger_provider.entries(split.ledger)[before:]
-                return any(entry["pid"] == victim.process.pid for entry in entries)
+            def charged_by_victim() -> set[int]:
+                return {
+                    int(entry["reference"].removeprefix("payment-"))
+                    for entry in ledger_provider.entries(split.ledger)[before:]
+                    if entry["pid"] == victim.process.pid and entry["kind"] == "charge"
+                }
 
-            assert wait_for(victim_charged, 10), "the victim never charged"
+            def victim_stalled() -> bool:  # charged, and waits to record it
+                processing = "SELECT id FROM payments WHERE id = ANY(%s) AND status = 'processing'"
+                return bool(split.query("payment", processing, list(charged_by_victim())))
+
+            assert wait_for(victim_stalled, 10), "the victim never charged"
             time.sleep(0.3)  # a few more requests reach it and wait
             os.kill(victim.process.pid, signal.SIGKILL)
             victim.process.wait(10)
@@ -475,15 +482,16 @@ def test_a_payment_copy_killed_mid_burst_leaves_every_order_paid_once(split: Spl
         # Two minutes pass for what the dead copy left: its reservations
         # (payment_service.service.STRANDED_AFTER), then its claims on the keys
         # (idempotency.ABANDONED_AFTER), aged here as if the kill were minutes ago. Only
-        # rows last touched before the kill and still unfinished a second later age.
-        time.sleep(1)
+        # rows last touched before the kill and still unfinished two seconds later age
+        # (the survivor finishes a payment in milliseconds).
+        time.sleep(2)
         stranded = split.query(
             "payment",
             "UPDATE payments SET updated_at = updated_at - interval '3 minutes'"
             " WHERE status = 'processing' AND updated_at < %s RETURNING id",
             killed_at,
         )
-        assert stranded, "the kill left no payment half done"
+        assert charged_by_victim() & {payment_id for [payment_id] in stranded}
 
         def reconciled() -> bool:  # by the survivor, which asks the provider
             [[left]] = split.query(
