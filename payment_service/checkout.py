@@ -54,7 +54,10 @@ class Checkout:
                 idempotency.remember_made(session, reserved.id)
                 payment_id, method = reserved.id, reserved.method  # a resumed one keeps its own
         except OrderAlreadyPaid:
-            return self._settled_elsewhere(made)
+            settled = self._settled_elsewhere(made)
+            if settled is None:
+                raise
+            return settled
         try:
             reference = self.provider.charge(
                 amount_minor=order.amount_minor,
@@ -162,18 +165,16 @@ class Checkout:
                 service.settle_payment(session, payment_id, charge)
         log.info("settled stranded payment %s: %s", payment_id, "charged" if charge else "failed")
 
-    def _settled_elsewhere(self, made: Payment | None) -> Payment:
-        """The order's charge is taken. If by the payment this request's key made, another
-        process (the reconciler) is settling it: the key's request is still in progress,
-        and a retry answers with the payment once it is settled."""
+    def _settled_elsewhere(self, made: Payment | None) -> Payment | None:
+        """The order's charge is taken: by the payment this request's key made, if that is
+        settled now, or None. If another process (the reconciler) is still settling it,
+        the key's request is in progress, and a retry answers with it once settled."""
         if made is None:
-            raise OrderAlreadyPaid()
+            return None
         made = self._made_by_key(Payment)
-        if made is not None and made.status in service.SETTLED:
-            return made
         if made is not None and made.status is PaymentStatus.PROCESSING:
             raise RequestInProgress()
-        raise OrderAlreadyPaid()
+        return made if made is not None and made.status in service.SETTLED else None
 
     def _made_by_key(self, model: type[Payment] | type[Refund]) -> Payment | Refund | None:
         """What this request's ``Idempotency-Key`` made before its first request died."""
