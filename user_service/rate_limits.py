@@ -18,11 +18,10 @@ import math
 import time
 
 from flask import Flask, Response, request
-from flask_jwt_extended import get_jwt, verify_jwt_in_request
-from flask_jwt_extended.exceptions import JWTExtendedException
 from flask_limiter import Limiter, RateLimitExceeded
-from jwt import PyJWTError
 
+from app.kit.auth import verify_token
+from app.kit.errors import Unauthorized
 from app.kit.responses import error_response
 from app.settings import Settings
 
@@ -45,10 +44,9 @@ def _client_and_username() -> str:
 def _token_user() -> str | None:
     """The user id of the request's access token, verified as the view verifies it."""
     try:
-        verify_jwt_in_request()
-    except (JWTExtendedException, PyJWTError):
+        return str(verify_token()["sub"])
+    except Unauthorized:
         return None
-    return str(get_jwt()["sub"])
 
 
 def _user() -> str:

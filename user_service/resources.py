@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Response
-from flask_jwt_extended import decode_token, get_jwt
 from jwt import PyJWTError
 
 from app.kit.api import Resource
@@ -14,6 +13,8 @@ from app.kit.auth import (
     access_required,
     access_token_lifetime,
     current_caller,
+    current_claims,
+    decode_token,
     issue_access_token,
     issue_refresh_token,
     refresh_required,
@@ -114,7 +115,7 @@ class Logouts(Resource):
     def post(self) -> Response:
         """Revoke this access token, and the refresh token if given, for good."""
         form = parse(Logout, optional=True)
-        tokens = [get_jwt()]
+        tokens = [current_claims()]
         if form.refresh_token is not None:
             tokens.append(_refresh_claims(form.refresh_token, current_caller().id))
         with unit_of_work() as session:

@@ -12,7 +12,7 @@ methods declare.
 
 A legacy path answers only the one method clients already use it for; any other method
 on it is a 405. Stock flask-restful answers every non-HTTP exception with its own 500
-once ``TESTING`` and ``DEBUG`` are off, which turns flask-jwt-extended's 401s into 500s in
+once ``TESTING`` and ``DEBUG`` are off, which turns the token checks' 401s into 500s in
 production: ``JsonApi`` hands them to Flask's handlers instead.
 """
 

@@ -9,11 +9,12 @@
 The scheme is case-insensitive and may be followed by several spaces (RFC 7235):
 ``bearer <token>`` is taken as ``Bearer <token>``.
 
-Every token failure answers 401 with its own slug (``missing_token``, ``invalid_token``,
-``token_expired``, ``token_revoked``), never flask-jwt-extended's default 422.
-``is_revoked(claims)`` is the service's deny-list check (``app.kit.deny_list``, in
-memory), called for every token whose claims are of the shape microshop issues (numeric
-string ``sub``, ``jti``, ``role``).
+flask-jwt-extended issues the tokens; this module verifies them, once per request, with
+one PyJWT decode (the claims are kept in ``g`` for the rest of the request). Every token
+failure answers 401 with its own slug (``missing_token``, ``invalid_token``,
+``token_expired``, ``token_revoked``). ``is_revoked(claims)`` is the service's deny-list
+check (``app.kit.deny_list``, in memory), called for every token whose claims are of the
+shape microshop issues (numeric string ``sub``, ``jti``, ``role``).
 
 Internal routes (``/<service>/internal/...``) take service tokens instead:
 
@@ -34,33 +35,32 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 import jwt as pyjwt
-from flask import Flask, Response, current_app, g, request
-from flask_jwt_extended import (
-    JWTManager,
-    create_access_token,
-    create_refresh_token,
-    get_jwt,
-    jwt_required,
-)
-from jwt import InvalidTokenError
+from flask import Flask, current_app, g, request
+from flask_jwt_extended import JWTManager, create_access_token, create_refresh_token
 
 from app.kit.errors import Unauthorized
-from app.kit.responses import error_response
 from app.settings import Settings
 
 ROLES = ("user", "admin")
 SERVICE_AUDIENCE = "microshop-internal"
 SERVICE_TOKEN_TTL = 60
 View = TypeVar("View", bound=Callable[..., Any])
-BEARER = "Bearer"
-_BEARER_SCHEME = re.compile(r"(^|,)(\s*)bearer(?=\s)", re.IGNORECASE)
-"""The scheme of each credential in an ``Authorization`` value, in any case."""
+_SCHEME = "bearer"
+_CREDENTIALS = re.compile(r",\s*")
+"""What separates the credentials listed in one ``Authorization`` value."""
+_VERIFIED = "_microshop_verified_token"
+"""``g``'s note of the token verified in this request: (is a refresh token, claims)."""
+_REVOCATION_CHECK = "microshop.is_revoked"
 
-access_required = jwt_required()
-"""Decorator: a valid, unrevoked access token in ``Authorization: Bearer``."""
 
-refresh_required = jwt_required(refresh=True)
-"""Decorator: a valid, unrevoked refresh token in ``Authorization: Bearer``."""
+def access_required(view: View) -> View:
+    """Decorator: a valid, unrevoked access token in ``Authorization: Bearer``."""
+    return _token_required(view, refresh=False)
+
+
+def refresh_required(view: View) -> View:
+    """Decorator: a valid, unrevoked refresh token in ``Authorization: Bearer``."""
+    return _token_required(view, refresh=True)
 
 
 @dataclass(frozen=True)
@@ -76,8 +76,23 @@ class Caller:
 
 
 def current_caller() -> Caller:
-    claims = get_jwt()
+    claims = current_claims()
     return Caller(id=int(claims["sub"]), role=claims.get("role", "user"))
+
+
+def current_claims() -> dict[str, Any]:
+    """The claims of this request's token, verified by ``access_required`` or
+    ``refresh_required``; RuntimeError if none was."""
+    claims = verified_claims()
+    if claims is None:
+        raise RuntimeError("no token was verified in this request")
+    return claims
+
+
+def verified_claims() -> dict[str, Any] | None:
+    """The claims of this request's token if it was verified already, else None."""
+    verified = g.get(_VERIFIED)
+    return verified[1] if verified is not None else None
 
 
 def issue_access_token(user_id: int, role: str, claims: dict[str, Any] | None = None) -> str:
@@ -93,20 +108,23 @@ def issue_refresh_token(user_id: int, role: str, claims: dict[str, Any] | None =
     return create_refresh_token(str(user_id), additional_claims={"role": role, **(claims or {})})
 
 
-def _unauthorized(slug: str, message: str) -> Callable[..., Response]:
-    def answer(*_args: Any) -> Response:
-        return error_response(401, slug, message)
-
-    return answer
+def decode_token(token: str, *, allow_expired: bool = False) -> dict[str, Any]:
+    """The claims of a token signed with this app's secret (PyJWTError if it is not)."""
+    options: dict[str, Any] = {"require": ["exp", "sub"]}
+    if allow_expired:
+        options["verify_exp"] = False
+    return pyjwt.decode(
+        token, current_app.config["JWT_SECRET_KEY"], algorithms=["HS256"], options=options
+    )
 
 
 def _check_claims(claims: dict[str, Any]) -> None:
     """Refuse a well-signed token whose claims microshop never issues (401 invalid_token)."""
     sub, jti = claims.get("sub"), claims.get("jti")
     if not (isinstance(sub, str) and sub.isdecimal() and sub.isascii()):
-        raise InvalidTokenError("sub must be a user id")
+        raise Unauthorized("invalid_token", "invalid token")
     if not (isinstance(jti, str) and jti) or claims.get("role") not in ROLES:
-        raise InvalidTokenError("token lacks jti or role")
+        raise Unauthorized("invalid_token", "invalid token")
 
 
 def issue_service_token(secret: str, caller: str) -> str:
@@ -126,29 +144,69 @@ def issue_service_token(secret: str, caller: str) -> str:
     return pyjwt.encode(claims, secret, algorithm="HS256")
 
 
-def _canonical_bearer_scheme() -> None:
-    """Spell the scheme ``Bearer`` in this request's ``Authorization`` header.
+def _bearer_token() -> str:
+    """The token of the one ``Bearer`` credential in ``Authorization``.
 
-    RFC 7235 makes the scheme case-insensitive; flask-jwt-extended (4.7) compares each
-    credential's first word with ``JWT_HEADER_TYPE`` exactly, and has no hook to do
-    otherwise, so ``bearer <token>`` would be a missing token."""
-    header = request.environ.get("HTTP_AUTHORIZATION")
-    if header:
-        request.environ["HTTP_AUTHORIZATION"] = _BEARER_SCHEME.sub(rf"\1\2{BEARER}", header)
+    The scheme is read in any case and may be followed by several spaces (RFC 7235); the
+    header may list other credentials, comma-separated. No header, no ``Bearer``
+    credential or two of them is a missing token; a credential of other than two words
+    is an invalid one."""
+    header = request.headers.get("Authorization", "").strip().strip(",")
+    credentials = [
+        words
+        for words in (credential.split() for credential in _CREDENTIALS.split(header))
+        if words and words[0].lower() == _SCHEME
+    ]
+    if len(credentials) != 1:
+        raise Unauthorized("missing_token", "missing bearer token")
+    if len(credentials[0]) != 2:
+        raise Unauthorized("invalid_token", "invalid token")
+    return credentials[0][1]
 
 
-def _bearer_token() -> str | None:
-    """The token of ``Authorization: Bearer <token>`` (any case, any spaces); else None."""
-    words = request.headers.get("Authorization", "").split()
-    if len(words) == 2 and words[0].lower() == BEARER.lower():
-        return words[1]
-    return None
+def _verify(refresh: bool) -> dict[str, Any]:
+    """The request's access (or refresh) token, checked once: signature and expiry in one
+    decode, then its type, the claims microshop issues, and the deny list."""
+    token = _bearer_token()
+    try:
+        claims = decode_token(token)
+    except pyjwt.ExpiredSignatureError:
+        raise Unauthorized("token_expired", "token has expired") from None
+    except pyjwt.PyJWTError:
+        raise Unauthorized("invalid_token", "invalid token") from None
+    if (claims.get("type", "access") == "refresh") is not refresh:
+        raise Unauthorized("invalid_token", "invalid token")
+    _check_claims(claims)
+    is_revoked = current_app.extensions[_REVOCATION_CHECK]
+    if is_revoked is not None and is_revoked(claims):
+        raise Unauthorized("token_revoked", "token has been revoked")
+    return claims
+
+
+def verify_token(*, refresh: bool = False) -> dict[str, Any]:
+    """The claims of this request's token, verified on first use and kept for the request,
+    so a rate limit's key and the view share one check."""
+    verified = g.get(_VERIFIED)
+    if verified is None or verified[0] is not refresh:
+        verified = (refresh, _verify(refresh))
+        setattr(g, _VERIFIED, verified)
+    return verified[1]
+
+
+def _token_required(view: View, *, refresh: bool) -> View:
+    @functools.wraps(view)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        verify_token(refresh=refresh)
+        return view(*args, **kwargs)
+
+    return guarded  # type: ignore[return-value]
 
 
 def _service_claims() -> dict[str, Any]:
-    token = _bearer_token()
-    if token is None:
-        raise Unauthorized("missing_token", "missing service token")
+    try:
+        token = _bearer_token()
+    except Unauthorized:
+        raise Unauthorized("missing_token", "missing service token") from None
     try:
         claims = pyjwt.decode(
             token,
@@ -183,29 +241,15 @@ def init_jwt(
     *,
     is_revoked: Callable[[Mapping[str, Any]], bool] | None = None,
 ) -> JWTManager:
-    """JWT for ``app``; ``is_revoked`` is the service's deny list (None: it keeps none)."""
+    """JWT for ``app``; ``is_revoked`` is the service's deny list (None: it keeps none).
+
+    flask-jwt-extended issues the tokens; this module verifies them, because its own
+    check decodes every token three times before verifying it (docs/performance.md)."""
     app.config.update(
         JWT_SECRET_KEY=settings.jwt_secret,
         JWT_ALGORITHM="HS256",
-        JWT_DECODE_ALGORITHMS=["HS256"],
-        JWT_TOKEN_LOCATION=["headers"],
-        JWT_HEADER_TYPE=BEARER,
         JWT_ACCESS_TOKEN_EXPIRES=timedelta(seconds=settings.access_token_ttl),
         JWT_REFRESH_TOKEN_EXPIRES=timedelta(seconds=settings.refresh_token_ttl),
-        JWT_COOKIE_CSRF_PROTECT=False,
     )
-    app.before_request(_canonical_bearer_scheme)
-    jwt = JWTManager(app)
-    jwt.unauthorized_loader(_unauthorized("missing_token", "missing bearer token"))
-    jwt.invalid_token_loader(_unauthorized("invalid_token", "invalid token"))
-    jwt.expired_token_loader(_unauthorized("token_expired", "token has expired"))
-    jwt.revoked_token_loader(_unauthorized("token_revoked", "token has been revoked"))
-    jwt.needs_fresh_token_loader(_unauthorized("invalid_token", "fresh token required"))
-    jwt.user_lookup_error_loader(_unauthorized("invalid_token", "invalid token"))
-
-    @jwt.token_in_blocklist_loader
-    def revoked(_header: dict[str, Any], claims: dict[str, Any]) -> bool:
-        _check_claims(claims)  # flask-jwt-extended asks this before any other claim check
-        return is_revoked is not None and is_revoked(claims)
-
-    return jwt
+    app.extensions[_REVOCATION_CHECK] = is_revoked
+    return JWTManager(app)

@@ -29,7 +29,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, current_app, g, has_request_context, request
-from flask_jwt_extended import get_jwt
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -44,6 +43,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
+from app.kit.auth import verified_claims
 from app.kit.service import parts_of
 
 if TYPE_CHECKING:
@@ -191,9 +191,8 @@ def _route(service: str) -> str:
 
 def _user_id() -> int | None:
     """The user a verified token named in this request; None if no token was verified."""
-    try:
-        claims = get_jwt()
-    except RuntimeError:  # no token was verified in this request
+    claims = verified_claims()
+    if claims is None:
         return None
     subject = claims.get("sub")
     if isinstance(subject, str) and subject.isdecimal() and subject.isascii():
