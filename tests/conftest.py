@@ -1,12 +1,14 @@
 """Fixtures: every database test runs on SQLite and, when configured, on PostgreSQL (the
-database-facing modules, marked ``backends``, on MariaDB/MySQL too); every user-service
-API test also runs through a real waitress server."""
+database-facing modules, marked ``backends``, on MariaDB/MySQL too); every API test also
+runs through a real waitress server on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -25,6 +27,7 @@ from support import (
     mysql_url,
     postgres_url,
     ready_application,
+    server_databases,
 )
 from werkzeug.test import Client
 
@@ -56,8 +59,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     }
     for name, params, indirect in (
         ("backend", list(chosen.args), False),
-        ("shop", [*chosen.args, "waitress"], True),
-        ("users", [*chosen.args, "waitress"], True),
+        ("shop", [*chosen.args, *WAITRESS], True),
+        ("users", [*chosen.args, *WAITRESS], True),
     ):
         if name in metafunc.fixturenames and name not in own:
             metafunc.definition.add_marker(pytest.mark.parametrize(name, params, indirect=indirect))
@@ -105,18 +108,53 @@ def user_app(settings: Settings) -> Iterator[Flask]:
 
 
 @pytest.fixture(scope="session")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One production waitress server shared by the tests that use it; state is not reset."""
-    server = Server.start(tmp_path_factory.mktemp("live"))
-    yield server
-    server.stop()
+def live_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], Server]]:
+    """A production waitress server per backend, started when first asked for and shared by
+    the tests that use it; state is not reset."""
+    with ExitStack() as stack:
+        started: dict[str, Server] = {}
+
+        def on(backend: str) -> Server:
+            if backend not in started:
+                folder = tmp_path_factory.mktemp(f"live-{backend}")
+                urls = stack.enter_context(server_databases(backend, folder))
+                started[backend] = Server.start(folder, databases=urls)
+                stack.callback(started[backend].stop)
+            return started[backend]
+
+        yield on
 
 
-@pytest.fixture(params=[*BACKENDS, "waitress"])
+@pytest.fixture(params=BACKENDS)
+def live_server(request: pytest.FixtureRequest, live_servers: Callable[[str], Server]) -> Server:
+    """The shared waitress server on each backend."""
+    return live_servers(request.param)
+
+
+@pytest.fixture
+def server_urls(backend: str, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """Fresh databases on the backend under test for the server processes a test starts."""
+    with server_databases(backend, tmp_path) as urls:
+        yield urls
+
+
+def through_waitress(backend: Any) -> Any:
+    """A backend of ``BACKENDS`` as the parameter of the shared waitress server on it."""
+    if isinstance(backend, str):
+        return pytest.param(f"waitress-{backend}")
+    (name,) = backend.values
+    return pytest.param(f"waitress-{name}", marks=backend.marks)
+
+
+WAITRESS = [through_waitress(backend) for backend in BACKENDS]
+
+
+@pytest.fixture(params=[*BACKENDS, *WAITRESS])
 def shop(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Shop]:
-    """The composed application: in-process on each backend, then a real waitress server."""
-    if request.param == "waitress":
-        server = request.getfixturevalue("live_server")
+    """The composed application: in-process on each backend, then the shared waitress
+    server on each backend."""
+    if request.param.startswith("waitress-"):
+        server = request.getfixturevalue("live_servers")(request.param.removeprefix("waitress-"))
         transports = {name: HttpTransport(f"{server.url}/{name}") for name in SERVICES}
 
         def run_command(args: list[str], env: dict[str, str]) -> tuple[int, str]:
@@ -146,12 +184,12 @@ def shop(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Shop]:
         transport.close()
 
 
-@pytest.fixture(params=[*BACKENDS, "waitress"])
+@pytest.fixture(params=[*BACKENDS, *WAITRESS])
 def users(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServiceClient]:
     """The user service by its own paths: the Flask test client on each backend, then the
-    composed application under a real waitress server in production mode."""
-    if request.param == "waitress":
-        server = request.getfixturevalue("live_server")
+    composed application under the shared waitress server on each backend, in production."""
+    if request.param.startswith("waitress-"):
+        server = request.getfixturevalue("live_servers")(request.param.removeprefix("waitress-"))
         transport = HttpTransport(server.url + "/user")
 
         def run_command(args: list[str], env: dict[str, str]) -> tuple[int, str]:

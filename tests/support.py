@@ -223,6 +223,31 @@ def server_environment(folder: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def database_env(urls: Mapping[str, str]) -> dict[str, str]:
+    """The environment that gives each service of ``urls`` its database."""
+    return {f"MICROSHOP_{name.upper()}_DATABASE_URL": url for name, url in urls.items()}
+
+
+@contextmanager
+def server_databases(backend: str, folder: Path) -> Iterator[dict[str, str]]:
+    """Fresh databases on ``backend`` for server processes, one per service: SQLite files
+    in ``folder``, or PostgreSQL schemas named for this process and this call, so that a
+    server kept for a module or the session never shares its tables with another test's
+    (``database_urls`` reuses one schema per process). The schemas are dropped after."""
+    if backend == "sqlite":
+        yield {name: f"sqlite:///{folder / f'{name}.db'}" for name in SERVICES}
+        return
+    base = postgres_url()
+    assert base, "PostgreSQL tests need MICROSHOP_TEST_POSTGRES_URL"
+    call = next(_counter)
+    schemas = {name: f"test_{os.getpid()}_server{call}_{name}" for name in SERVICES}
+    try:
+        yield {name: fresh_postgres_schema(base, schema) for name, schema in schemas.items()}
+    finally:
+        for schema in schemas.values():
+            drop_postgres_schema(base, schema)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -240,11 +265,18 @@ class Server:
 
     @classmethod
     def start(
-        cls, folder: Path, port: int | None = None, *, via_cli: bool = False, **extra_env: str
+        cls,
+        folder: Path,
+        port: int | None = None,
+        *,
+        via_cli: bool = False,
+        databases: Mapping[str, str] | None = None,
+        **extra_env: str,
     ) -> Server:
-        """``waitress-serve wsgi:application``, or ``microshop serve`` with ``via_cli``."""
+        """``waitress-serve wsgi:application``, or ``microshop serve`` with ``via_cli``; on
+        the SQLite files of ``folder`` unless ``databases`` names a URL per service."""
         folder.mkdir(parents=True, exist_ok=True)
-        env = server_environment(folder, **extra_env)
+        env = server_environment(folder, **database_env(databases or {}), **extra_env)
         subprocess.run(
             [BIN / "microshop", "init-db"], env=env, cwd=ROOT, check=True, capture_output=True
         )
