@@ -99,8 +99,8 @@ def test_an_expired_access_token_is_renewed_and_the_call_made_again(application:
         assert shop.tokens.access_token != stale
 
 
-def test_a_token_about_to_expire_is_renewed_before_the_call(tmp_path):
-    settings = make_settings(tmp_path, database_urls("sqlite", tmp_path), access_token_ttl=2)
+def test_a_token_about_to_expire_is_renewed_before_the_call(backend: str, tmp_path):
+    settings = make_settings(tmp_path, database_urls(backend, tmp_path), access_token_ttl=2)
     application = ready_application(settings)
     sent: list[str] = []
     try:

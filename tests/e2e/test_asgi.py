@@ -1,5 +1,8 @@
 """``uvicorn asgi:application``: the shop served by an ASGI server, alone and mounted in
-a Starlette app under a prefix, walked end to end through ``AsyncClient``."""
+a Starlette app under a prefix, walked end to end through ``AsyncClient``.
+
+On SQLite only: the ASGI bridge runs the same WSGI application, whose walk on each backend
+``tests/client/test_async.py`` makes through waitress."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """GET /docs: Swagger UI for the three services, from the installed package (no CDN),
-checked in-process and then in a real headless Chromium against a real server."""
+checked in-process and then in a real headless Chromium against a real server, on SQLite
+only: the page and ``/healthz`` reach no database."""
 
 from __future__ import annotations
 

@@ -10,7 +10,17 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support import BIN, PASSWORD, ROOT, bearer, free_port, server_environment, unique
+from support import (
+    BIN,
+    PASSWORD,
+    ROOT,
+    bearer,
+    database_env,
+    free_port,
+    server_environment,
+    unique,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -18,9 +28,10 @@ WORKERS = 2
 
 
 @pytest.fixture
-def gunicorn(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """The shop under gunicorn on a loopback port, and its access log (``pid status``)."""
-    env = server_environment(tmp_path)
+def gunicorn(tmp_path: Path, server_urls: dict[str, str]) -> Iterator[tuple[str, Path]]:
+    """The shop under gunicorn on a loopback port on the backend under test (pools made
+    before a fork would be shared by the workers), and its access log (``pid status``)."""
+    env = server_environment(tmp_path, **database_env(server_urls))
     subprocess.run(
         [BIN / "microshop", "migrate"], env=env, cwd=ROOT, check=True, capture_output=True
     )
@@ -90,7 +101,8 @@ def test_a_logout_through_one_worker_is_refused_by_every_worker_within_a_second(
         reply = httpx.get(f"{base}/order/", headers=token)
         assert reply.status_code == 401, reply.text
         assert reply.json()["data"]["error"] == "token_revoked"
-    time.sleep(0.5)  # gunicorn writes its access log after the answer
+    # gunicorn writes its access log after the answer
+    assert wait_for(lambda: len(access_log.read_text().splitlines()) == 20, 5)
     workers = answers_by_worker(access_log)
     assert len(workers) == WORKERS, workers  # every worker refused it
     assert all(statuses == {"401"} for statuses in workers.values())

@@ -15,7 +15,6 @@ import pytest
 from support import (
     DATABASE_BACKENDS,
     Server,
-    database_urls,
     free_port,
     order_status_at,
     place_order_at,
@@ -28,21 +27,12 @@ from waitress.server import create_server
 pytestmark = [pytest.mark.e2e, pytest.mark.backends(*DATABASE_BACKENDS)]
 
 
-def database_env(backend: str, folder: Path) -> dict[str, str]:
-    """Environment naming each service's database on the backend under test."""
-    return {
-        f"MICROSHOP_{name.upper()}_DATABASE_URL": url
-        for name, url in database_urls(backend, folder).items()
-    }
-
-
 @pytest.fixture
-def two_processes(backend: str, tmp_path: Path) -> Iterator[tuple[Server, Server]]:
+def two_processes(tmp_path: Path, server_urls: dict[str, str]) -> Iterator[tuple[Server, Server]]:
     """Two production processes serving everything, on the same databases."""
-    env = database_env(backend, tmp_path)
-    first = Server.start(tmp_path / "a", **env)
+    first = Server.start(tmp_path / "a", databases=server_urls)
     try:
-        second = Server.start(tmp_path / "b", **env)
+        second = Server.start(tmp_path / "b", databases=server_urls)
     except Exception:
         first.stop()
         raise
@@ -146,9 +136,13 @@ class BlockingProxy:
         self.http.close()
 
 
-def test_an_event_committed_before_a_sigkill_is_delivered_after_restart(tmp_path: Path):
+def test_an_event_committed_before_a_sigkill_is_delivered_after_restart(
+    tmp_path: Path, server_urls: dict[str, str]
+):
     """The payment commits, the process dies before the order hears: the order ends paid."""
-    orders = Server.start(tmp_path / "orders", MICROSHOP_SERVICES="user,order")
+    orders = Server.start(
+        tmp_path / "orders", databases=server_urls, MICROSHOP_SERVICES="user,order"
+    )
     try:
         with BlockingProxy(orders.url) as proxy:
             payment_env = {
@@ -156,7 +150,7 @@ def test_an_event_committed_before_a_sigkill_is_delivered_after_restart(tmp_path
                 "MICROSHOP_ORDER_URL": proxy.url,
                 "MICROSHOP_OUTBOX_SWEEP_SECONDS": "0.5",
             }
-            payments = Server.start(tmp_path / "payments", **payment_env)
+            payments = Server.start(tmp_path / "payments", databases=server_urls, **payment_env)
             headers = sign_up_at(orders.url)
             order_id = place_order_at(orders.url, headers)
             proxy.block_events.set()
@@ -185,7 +179,7 @@ def test_an_event_committed_before_a_sigkill_is_delivered_after_restart(tmp_path
             assert order_status_at(orders.url, headers, order_id) == "pending"
             proxy.block_events.clear()
             proxy.release.set()
-            restarted = Server.start(tmp_path / "payments", **payment_env)
+            restarted = Server.start(tmp_path / "payments", databases=server_urls, **payment_env)
             try:
                 # the dead process's lease on the event (10 s) must pass first
                 assert wait_for(
@@ -201,10 +195,17 @@ def test_an_event_committed_before_a_sigkill_is_delivered_after_restart(tmp_path
         orders.stop()
 
 
-def test_a_logout_reaches_a_payment_process_within_a_second(tmp_path: Path):
-    payments = Server.start(tmp_path / "payments", MICROSHOP_SERVICES="payment")
+def test_a_logout_reaches_a_payment_process_within_a_second(
+    tmp_path: Path, server_urls: dict[str, str]
+):
+    payments = Server.start(
+        tmp_path / "payments", databases=server_urls, MICROSHOP_SERVICES="payment"
+    )
     users = Server.start(
-        tmp_path / "users", MICROSHOP_SERVICES="user,order", MICROSHOP_PAYMENT_URL=payments.url
+        tmp_path / "users",
+        databases=server_urls,
+        MICROSHOP_SERVICES="user,order",
+        MICROSHOP_PAYMENT_URL=payments.url,
     )
     try:
         headers = sign_up_at(users.url)
@@ -223,18 +224,22 @@ def test_a_logout_reaches_a_payment_process_within_a_second(tmp_path: Path):
         payments.stop()
 
 
-def test_cancelling_a_paid_order_refunds_it_across_processes(tmp_path: Path):
+def test_cancelling_a_paid_order_refunds_it_across_processes(
+    tmp_path: Path, server_urls: dict[str, str]
+):
     """Split deployment: order and payment services in separate processes, over HTTP."""
     payment_port, order_port = free_port(), free_port()
     payments = Server.start(
         tmp_path / "payments",
         port=payment_port,
+        databases=server_urls,
         MICROSHOP_SERVICES="payment",
         MICROSHOP_ORDER_URL=f"http://127.0.0.1:{order_port}",
     )
     orders = Server.start(
         tmp_path / "orders",
         port=order_port,
+        databases=server_urls,
         MICROSHOP_SERVICES="user,order",
         MICROSHOP_PAYMENT_URL=f"http://127.0.0.1:{payment_port}",
     )

@@ -14,8 +14,8 @@ from app.runtime.cli import main
 from bench.seed import seed
 
 
-def test_the_seed_fills_freshly_migrated_databases(tmp_path: Path):
-    urls = database_urls("sqlite", tmp_path)
+def test_the_seed_fills_freshly_migrated_databases(backend: str, tmp_path: Path):
+    urls = database_urls(backend, tmp_path)
     environment = {
         "MICROSHOP_ENV": "production",
         "MICROSHOP_JWT_SECRET": SECRET,

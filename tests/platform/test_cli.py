@@ -1,4 +1,7 @@
-"""The ``microshop`` console script: platform commands and the ones services offer."""
+"""The ``microshop`` console script: platform commands and the ones services offer.
+
+The commands that make tables and accounts run on each backend; the others (help, argument
+and setting errors, ``openapi``) reach no database and run once."""
 
 from __future__ import annotations
 
@@ -12,21 +15,23 @@ import click
 import pytest
 from click.testing import CliRunner
 from openapi_spec_validator import validate
-from sqlalchemy import create_engine, inspect, select
-from support import BIN, ROOT, SECRET, server_environment
+from sqlalchemy import MetaData, inspect, select
+from support import BIN, ROOT, SECRET, database_env, database_urls, server_environment
 
 from app.kit.database import Database
 from app.runtime.cli import main
 from user_service.models import Base, User
 
 
-@pytest.fixture
-def run(tmp_path: Path):
+def runner(tmp_path: Path, urls: dict[str, str]):
+    """``microshop`` in-process, in production, on the databases ``urls`` names (the SQLite
+    files of ``tmp_path`` for the others)."""
     environment = {
         "MICROSHOP_ENV": "production",
         "MICROSHOP_JWT_SECRET": SECRET,
         "MICROSHOP_INSTANCE_DIR": str(tmp_path),
         "MICROSHOP_ADMIN_PASSWORD": None,
+        **database_env(urls),
     }
 
     def run(*args: str, input: str | None = None, **env: str):
@@ -35,8 +40,25 @@ def run(tmp_path: Path):
     return run
 
 
-def users_in(tmp_path: Path) -> list[User]:
-    database = Database.connect(f"sqlite:///{tmp_path / 'user.db'}", Base.metadata)
+@pytest.fixture
+def run(tmp_path: Path):
+    """For the commands that reach no database: on SQLite only."""
+    return runner(tmp_path, {})
+
+
+@pytest.fixture
+def urls(backend: str, tmp_path: Path) -> dict[str, str]:
+    return database_urls(backend, tmp_path)
+
+
+@pytest.fixture
+def run_on_database(tmp_path: Path, urls: dict[str, str]):
+    """For the commands that make tables and accounts: on each backend."""
+    return runner(tmp_path, urls)
+
+
+def users_in(urls: dict[str, str]) -> list[User]:
+    database = Database.connect(urls["user"], Base.metadata)
     try:
         with database.unit_of_work() as session:
             return list(session.scalars(select(User)))
@@ -51,19 +73,21 @@ def test_help_lists_platform_and_service_commands(run):
         assert command in result.output
 
 
-def test_init_db_creates_every_service_schema_and_is_repeatable(run, tmp_path: Path):
+def test_init_db_creates_every_service_schema_and_is_repeatable(run_on_database, urls):
     for _ in range(2):
-        result = run("init-db")
+        result = run_on_database("init-db")
         assert result.exit_code == 0, result.output
     assert "user: schema ready" in result.output
-    engine = create_engine(f"sqlite:///{tmp_path / 'user.db'}")
-    assert {"users", "denied_tokens"} <= set(inspect(engine).get_table_names())
-    engine.dispose()
+    database = Database.connect(urls["user"], MetaData())
+    try:
+        assert {"users", "denied_tokens"} <= set(inspect(database.engine).get_table_names())
+    finally:
+        database.dispose()
 
 
-def test_create_admin_takes_the_password_from_the_environment(run, tmp_path: Path):
-    run("init-db")
-    result = run(
+def test_create_admin_takes_the_password_from_the_environment(run_on_database, urls):
+    run_on_database("init-db")
+    result = run_on_database(
         "create-admin",
         "root",
         "--email",
@@ -72,14 +96,14 @@ def test_create_admin_takes_the_password_from_the_environment(run, tmp_path: Pat
     )
     assert result.exit_code == 0, result.output
     assert "created admin root" in result.output
-    [user] = users_in(tmp_path)
+    [user] = users_in(urls)
     assert (user.username, user.role) == ("root", "admin")
     assert "admin-password-1" not in user.password_hash
 
 
-def test_create_admin_prompts_for_a_password(run, tmp_path: Path):
-    run("init-db")
-    result = run(
+def test_create_admin_prompts_for_a_password(run_on_database, urls):
+    run_on_database("init-db")
+    result = run_on_database(
         "create-admin",
         "root",
         "--email",
@@ -88,7 +112,7 @@ def test_create_admin_prompts_for_a_password(run, tmp_path: Path):
     )
     assert result.exit_code == 0, result.output
     assert "admin-password-1" not in result.output
-    assert [user.role for user in users_in(tmp_path)] == ["admin"]
+    assert [user.role for user in users_in(urls)] == ["admin"]
 
 
 @pytest.mark.parametrize(
@@ -99,18 +123,21 @@ def test_create_admin_prompts_for_a_password(run, tmp_path: Path):
         (["root", "--email", "root@example.com"], "short", "password"),
     ],
 )
-def test_create_admin_refuses_bad_input(run, tmp_path: Path, args, password, message):
-    run("init-db")
-    result = run("create-admin", *args, MICROSHOP_ADMIN_PASSWORD=password)
+def test_create_admin_refuses_bad_input(run_on_database, urls, args, password, message):
+    run_on_database("init-db")
+    result = run_on_database("create-admin", *args, MICROSHOP_ADMIN_PASSWORD=password)
     assert result.exit_code == 1
     assert message in result.output
-    assert users_in(tmp_path) == []
+    assert users_in(urls) == []
 
 
-def test_create_admin_refuses_a_taken_username(run):
-    run("init-db")
-    run("create-admin", "root", "--email", "a@example.com", MICROSHOP_ADMIN_PASSWORD="pw-1234567")
-    result = run(
+def test_create_admin_refuses_a_taken_username(run_on_database):
+    """A name taken in another case too: each engine must compare them the same way."""
+    run_on_database("init-db")
+    run_on_database(
+        "create-admin", "root", "--email", "a@example.com", MICROSHOP_ADMIN_PASSWORD="pw-1234567"
+    )
+    result = run_on_database(
         "create-admin", "ROOT", "--email", "b@example.com", MICROSHOP_ADMIN_PASSWORD="pw-1234567"
     )
     assert result.exit_code == 1

@@ -1,4 +1,8 @@
-"""The composed application through werkzeug's client, as a WSGI host sees it."""
+"""The composed application through werkzeug's client, as a WSGI host sees it.
+
+The tests that build their own application (the mounts, a team's services, a database that
+cannot be reached) do so on SQLite only: they test the composition, which no engine changes;
+the ``client`` fixture's tests run on each backend."""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""Metrics at ``/metrics`` and one JSON log line per request, with no secrets in any log."""
+"""Metrics at ``/metrics`` and one JSON log line per request, with no secrets in any log.
+
+The ``application`` fixture's tests and the real server run on each backend; those that
+build an application of their own (one service, a database that cannot be reached, a second
+registry, a team's service) test the metrics and the logs on SQLite only."""
 
 from __future__ import annotations
 
@@ -353,8 +357,9 @@ def test_logging_is_configured_once_per_process():
 
 
 @pytest.mark.e2e
-def test_a_real_server_logs_json_lines_without_secrets(tmp_path: Path):
-    server = Server.start(tmp_path)
+def test_a_real_server_logs_json_lines_without_secrets(tmp_path: Path, server_urls: dict[str, str]):
+    """On each backend: a driver's own warnings would break the JSON lines."""
+    server = Server.start(tmp_path, databases=server_urls)
     try:
         name = unique("served")
         body = {"username": name, "password": PASSWORD, "email": f"{name}@example.com"}

@@ -1,5 +1,7 @@
 """The service client: a mounted service through its WSGI callable, another one over HTTP
-with timeouts, pooled connections and a retry for safe requests, 503 when unreachable."""
+with timeouts, pooled connections and a retry for safe requests, 503 when unreachable.
+
+The peer is on SQLite only: what is tested is the client's HTTP, not the peer's database."""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
 """``POST /user/password`` is rate limited per user, as login is per address and username:
-a stolen access token cannot be used to guess its user's current password."""
+a stolen access token cannot be used to guess its user's current password.
+
+The limit as a setting is tested on SQLite only: it is counted in memory, not in the
+database; the ``users`` fixture's tests run on each backend."""
 
 from __future__ import annotations
 

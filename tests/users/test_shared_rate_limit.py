@@ -1,4 +1,6 @@
-"""With ``MICROSHOP_REDIS_URL`` the login limit is shared by every process that serves."""
+"""With ``MICROSHOP_REDIS_URL`` the login limit is shared by every process that serves.
+
+On SQLite only: the limit lives in Redis, whatever the engine of the accounts."""
 
 from __future__ import annotations
 
