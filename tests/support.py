@@ -271,15 +271,18 @@ class Server:
         *,
         via_cli: bool = False,
         databases: Mapping[str, str] | None = None,
+        init_db: bool = True,
         **extra_env: str,
     ) -> Server:
         """``waitress-serve wsgi:application``, or ``microshop serve`` with ``via_cli``; on
-        the SQLite files of ``folder`` unless ``databases`` names a URL per service."""
+        the SQLite files of ``folder`` unless ``databases`` names a URL per service.
+        ``init_db=False`` starts it on databases a server before it has already made."""
         folder.mkdir(parents=True, exist_ok=True)
         env = server_environment(folder, **database_env(databases or {}), **extra_env)
-        subprocess.run(
-            [BIN / "microshop", "init-db"], env=env, cwd=ROOT, check=True, capture_output=True
-        )
+        if init_db:
+            subprocess.run(
+                [BIN / "microshop", "init-db"], env=env, cwd=ROOT, check=True, capture_output=True
+            )
         port = port or free_port()
         log = folder / "server.log"
         command = (

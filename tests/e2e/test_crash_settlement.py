@@ -94,7 +94,7 @@ class CrashingShop:
 
     def restart(self) -> None:
         self.server = Server.start(
-            self.folder / "server", port=int(self.url.rsplit(":", 1)[1]), **self.env
+            self.folder / "server", port=int(self.url.rsplit(":", 1)[1]), init_db=False, **self.env
         )
 
     def as_if_dead_long_ago(self, table: str) -> None:

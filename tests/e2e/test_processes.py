@@ -56,7 +56,7 @@ def test_production_refuses_to_start_without_a_secret(tmp_path: Path):
 
 def test_logout_holds_across_restarts_and_processes(tmp_path: Path, server_urls: dict[str, str]):
     first = Server.start(tmp_path / "a", databases=server_urls)
-    second = Server.start(tmp_path / "b", databases=server_urls)  # on the same databases
+    second = Server.start(tmp_path / "b", databases=server_urls, init_db=False)  # same databases
     try:
         tokens = register_and_login(first.url)
         assert (
@@ -71,7 +71,7 @@ def test_logout_holds_across_restarts_and_processes(tmp_path: Path, server_urls:
     finally:
         first.stop()
         second.stop()
-    restarted = Server.start(tmp_path / "a", databases=server_urls)
+    restarted = Server.start(tmp_path / "a", databases=server_urls, init_db=False)
     try:
         refused = httpx.get(f"{restarted.url}/user/me", headers=bearer(tokens["token"]))
         assert refused.json()["data"]["error"] == "token_revoked"
@@ -92,7 +92,7 @@ def test_development_tokens_survive_a_restart(tmp_path: Path):
         tokens = register_and_login(server.url)
     finally:
         server.stop()
-    server = Server.start(tmp_path, **env)
+    server = Server.start(tmp_path, init_db=False, **env)
     try:
         assert (
             httpx.get(f"{server.url}/user/me", headers=bearer(tokens["token"])).status_code == 200

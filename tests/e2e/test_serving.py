@@ -243,7 +243,7 @@ def test_sigterm_under_load_cuts_off_no_request_and_loses_no_event(
     assert all(o.status_code == 201 for o in answered), [o.text for o in answered]
     assert all(isinstance(o, httpx.Response | httpx.ConnectError) for o in outcomes)
 
-    restarted = Server.start(tmp_path, via_cli=True, databases=server_urls)
+    restarted = Server.start(tmp_path, via_cli=True, databases=server_urls, init_db=False)
     try:
         paid = [o.json()["data"]["order_id"] for o in answered]
 
