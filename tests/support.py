@@ -299,7 +299,11 @@ class Server:
                 stderr=subprocess.STDOUT,
             )
         server = cls(process, f"http://127.0.0.1:{port}", env, log)
-        server.wait_until_up()
+        try:
+            server.wait_until_up()
+        except RuntimeError:
+            server.stop()  # one that came up too late would outlive the run
+            raise
         return server
 
     def wait_until_up(self, timeout: float = 20) -> None:
