@@ -230,22 +230,13 @@ def database_env(urls: Mapping[str, str]) -> dict[str, str]:
 
 @contextmanager
 def server_databases(backend: str, folder: Path) -> Iterator[dict[str, str]]:
-    """Fresh databases on ``backend`` for server processes, one per service: SQLite files
-    in ``folder``, or PostgreSQL schemas named for this process and this call, so that a
-    server kept for a module or the session never shares its tables with another test's
-    (``database_urls`` reuses one schema per process). The schemas are dropped after."""
-    if backend == "sqlite":
-        yield {name: f"sqlite:///{folder / f'{name}.db'}" for name in SERVICES}
-        return
-    base = postgres_url()
-    assert base, "PostgreSQL tests need MICROSHOP_TEST_POSTGRES_URL"
+    """Fresh databases on ``backend`` for server processes, one per service, named for this
+    process and this call, so that a server kept for a module or the session never shares
+    its tables with another test's (``database_urls`` reuses one per process and service);
+    dropped after."""
     call = next(_counter)
-    schemas = {name: f"test_{os.getpid()}_server{call}_{name}" for name in SERVICES}
-    try:
-        yield {name: fresh_postgres_schema(base, schema) for name, schema in schemas.items()}
-    finally:
-        for schema in schemas.values():
-            drop_postgres_schema(base, schema)
+    with scratch_databases(backend, folder) as url_of:
+        yield {name: url_of(f"server{call}_{name}") for name in SERVICES}
 
 
 def free_port() -> int:
