@@ -1,6 +1,7 @@
 """Fixtures: every database test runs on SQLite and, when configured, on PostgreSQL (the
 database-facing modules, marked ``backends``, on MariaDB/MySQL too); every API test also
-runs through a real waitress server on SQLite and PostgreSQL."""
+runs through a real waitress server (on SQLite: the database paths run in-process on each
+backend)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
 
 import pytest
 from flask import Flask
@@ -138,21 +138,15 @@ def server_urls(backend: str, tmp_path: Path) -> Iterator[dict[str, str]]:
         yield urls
 
 
-def through_waitress(backend: Any) -> Any:
-    """A backend of ``BACKENDS`` as the parameter of the shared waitress server on it."""
-    if isinstance(backend, str):
-        return pytest.param(f"waitress-{backend}")
-    (name,) = backend.values
-    return pytest.param(f"waitress-{name}", marks=backend.marks)
-
-
-WAITRESS = [through_waitress(backend) for backend in BACKENDS]
+WAITRESS = ["waitress-sqlite"]
+"""The API tests' run through the shared waitress server: what HTTP adds is the same on
+every database, and the in-process runs already cover each backend's database."""
 
 
 @pytest.fixture(params=[*BACKENDS, *WAITRESS])
 def shop(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Shop]:
     """The composed application: in-process on each backend, then the shared waitress
-    server on each backend."""
+    server."""
     if request.param.startswith("waitress-"):
         server = request.getfixturevalue("live_servers")(request.param.removeprefix("waitress-"))
         transports = {name: HttpTransport(f"{server.url}/{name}") for name in SERVICES}
@@ -187,7 +181,7 @@ def shop(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Shop]:
 @pytest.fixture(params=[*BACKENDS, *WAITRESS])
 def users(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServiceClient]:
     """The user service by its own paths: the Flask test client on each backend, then the
-    composed application under the shared waitress server on each backend, in production."""
+    composed application under the shared waitress server, in production."""
     if request.param.startswith("waitress-"):
         server = request.getfixturevalue("live_servers")(request.param.removeprefix("waitress-"))
         transport = HttpTransport(server.url + "/user")
