@@ -234,7 +234,7 @@ def test_sigterm_under_load_cuts_off_no_request_and_loses_no_event(
 
     with ThreadPoolExecutor(12) as pool:
         futures = [pool.submit(pay, order_id) for order_id in orders]
-        time.sleep(0.3)
+        assert wait_for(lambda: any(future.done() for future in futures), 30)  # others in flight
         server.process.send_signal(signal.SIGTERM)
         outcomes = [future.result() for future in futures]
     assert server.process.wait(20) == 0
