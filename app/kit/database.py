@@ -15,7 +15,10 @@ READ ONLY``. SQLite also gets WAL, foreign keys and a busy timeout; MariaDB/MySQ
 utf8mb4, READ COMMITTED (as PostgreSQL), ``DATETIME(6)`` and binary collations.
 A unit of work on a database that has no schema yet, or cannot be reached, raises
 ``DatabaseNotReady`` (503 ``service_unavailable`` naming it) instead of the driver's error,
-and works as soon as the schema is there: no restart after ``microshop migrate``.
+and works as soon as the schema is there: no restart after ``microshop migrate``. One
+that loses a lock conflict (SQLite still locked after the busy timeout, a deadlock, a
+lock wait timeout, a serialization failure) is rolled back and raises ``DatabaseBusy``
+(503 ``service_unavailable`` with ``Retry-After``): the client may simply send it again.
 ``postgresql://`` URLs use psycopg 3, ``mysql://`` and ``mariadb://`` PyMySQL. Errors
 never quote query parameters (they may hold what a client sent), so a logged traceback
 carries no secrets.
@@ -56,6 +59,12 @@ CONNECT_TIMEOUT_SECONDS = 5
 """A silent database host must not hang a request or ``/readyz``."""
 MYSQL_DIALECTS = ("mysql", "mariadb")
 MYSQL_CHECK_FAILED = 4025
+SQLITE_CONFLICTS = frozenset({5, 6})
+"""SQLITE_BUSY and SQLITE_LOCKED (primary result codes): still locked after the timeout."""
+POSTGRESQL_CONFLICTS = frozenset({"40P01", "40001", "55P03"})
+"""deadlock_detected, serialization_failure, lock_not_available (``lock_timeout``)."""
+MYSQL_CONFLICTS = frozenset({1205, 1213})
+"""Lock wait timeout (``innodb_lock_wait_timeout``), deadlock."""
 MYSQL_POOL_RECYCLE_SECONDS = 3600
 """A pooled connection is replaced after an hour, before the server's ``wait_timeout``
 (8 hours by default, often less behind a proxy) closes it; ``pool_pre_ping`` catches the rest."""
@@ -91,6 +100,37 @@ class DatabaseNotReady(Exception):
         super().__init__(self.message)
         self.service = service
         self.state = state
+
+
+class DatabaseBusy(Exception):
+    """A unit of work of ``service`` lost a lock conflict and was rolled back; it may be
+    tried again as it is. ``init_service`` answers it 503 ``service_unavailable`` with
+    ``Retry-After``; the runtime's background work tries again on its next round."""
+
+    def __init__(self, service: str, conflict: str):
+        self.message = f"{service} database is busy: retry"
+        super().__init__(self.message)
+        self.service = service
+        self.conflict = conflict
+        """What the database said, its first line (never a query parameter)."""
+
+
+def lock_conflict(error: DBAPIError, dialect: str) -> str | None:
+    """What the database said if ``error`` is a lost lock conflict, to be tried again; else
+    None."""
+    original = error.orig
+    if dialect == "sqlite":
+        lost = getattr(original, "sqlite_errorcode", 0) & 0xFF in SQLITE_CONFLICTS
+    elif dialect == "postgresql":
+        lost = getattr(original, "sqlstate", None) in POSTGRESQL_CONFLICTS
+    elif dialect in MYSQL_DIALECTS:  # PyMySQL: (code, message); its sqlstate is often HY000
+        lost = bool(original.args) and original.args[0] in MYSQL_CONFLICTS
+    else:
+        lost = False
+    if not lost:
+        return None
+    said = str(original.args[-1] if original.args else original).strip().splitlines()
+    return said[0] if said else type(original).__name__
 
 
 def status_type(statuses: type[StrEnum], *, length: int) -> Enum:
@@ -261,14 +301,19 @@ class Database:
 
         ``readonly`` for a read (a GET, a token check): on SQLite it takes no lock, so it
         never waits for another reader or for a writer. ``DatabaseNotReady`` if the
-        database has no schema yet or cannot be reached."""
+        database has no schema yet or cannot be reached; ``DatabaseBusy`` once rolled back
+        after a lost lock conflict."""
         try:
             with (self._reads if readonly else self._writes)() as session, session.begin():
                 yield session
-        except (OperationalError, ProgrammingError) as error:  # "no such table" is one
-            state = self.state()
-            if state != "ok":
-                raise DatabaseNotReady(self.name, state) from error
+        except DBAPIError as error:
+            conflict = lock_conflict(error, self.engine.dialect.name)
+            if conflict is not None:
+                raise DatabaseBusy(self.name, conflict) from error
+            if isinstance(error, OperationalError | ProgrammingError):  # "no such table" is one
+                state = self.state()
+                if state != "ok":
+                    raise DatabaseNotReady(self.name, state) from error
             raise
         if not readonly:
             for listener in self._on_commit:

@@ -11,7 +11,8 @@
         ...
 
 ``init_service`` gives the app the web basics (``app.kit.web``), its own database (a
-request that finds it without its schema, or out of reach, answers 503 naming it),
+request that finds it without its schema, or out of reach, answers 503 naming it, and one
+that loses a lock conflict 503 with ``Retry-After``),
 ``/healthz``, ``/readyz`` and, with an outbox, its inbox (``POST /internal/events``). The parts
 are complete when ``init_service`` returns; the runtime only reads them
 (``parts_of(app)``) to migrate the schema, deliver the outbox, document the API and
@@ -20,15 +21,16 @@ report readiness.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from flask import Flask, Response, current_app
+from flask import Flask, Response, current_app, g, request
 from sqlalchemy import MetaData
 from sqlalchemy.orm import Session
 
-from app.kit.database import Database, DatabaseNotReady
+from app.kit.database import Database, DatabaseBusy, DatabaseNotReady
 from app.kit.deny_list import DenyList, Revocations
 from app.kit.errors import ServiceUnavailable
 from app.kit.events import Handlers, Outbox, init_inbox
@@ -38,6 +40,10 @@ from app.kit.web import init_web
 from app.settings import Settings
 
 EXTENSION = "microshop"
+BUSY_RETRY_AFTER_SECONDS = 1
+"""What ``Retry-After`` tells a client whose write lost a lock conflict: the lock's holder
+is usually done well within a second."""
+log = logging.getLogger("microshop.database")
 
 
 @dataclass(frozen=True)
@@ -86,6 +92,7 @@ def init_service(
         raise ValueError(f"{name}: a service that handles events needs an Outbox (its inbox)")
     init_web(app)
     app.register_error_handler(DatabaseNotReady, _database_not_ready)
+    app.register_error_handler(DatabaseBusy, _database_busy)
     database = Database.connect(
         settings.database_url(name), metadata, name=name, synchronous=synchronous
     )
@@ -125,6 +132,26 @@ def _database_not_ready(error: DatabaseNotReady) -> Response:
     return error_response(
         503, ServiceUnavailable.slug, error.message, services={error.service: error.state}
     )
+
+
+def _database_busy(error: DatabaseBusy) -> Response:
+    """A request whose unit of work lost a lock conflict, rolled back: 503 to send again."""
+    request_id = g.get("request_id", "-")
+    log.warning(  # expected under contention: one line, no traceback
+        "%s %s%s (request id %s): %s (%s)",
+        request.method,
+        request.script_root,
+        request.path,
+        request_id,
+        error.message,
+        error.conflict,
+        extra={"request_id": request_id},
+    )
+    response = error_response(
+        503, ServiceUnavailable.slug, error.message, services={error.service: "busy"}
+    )
+    response.headers["Retry-After"] = str(BUSY_RETRY_AFTER_SECONDS)
+    return response
 
 
 def parts_of(app: object) -> ServiceParts | None:
