@@ -16,7 +16,8 @@ handler opens its transaction with ``handling()``, which records the event id in
 inbox in that same transaction, so at-least-once delivery acts exactly once. A handler
 that must call out (a payment provider) does that before ``handling()``, in its own short
 units of work: no provider is ever called inside a transaction. A handler that cannot
-act yet raises ``RetryLater``, and any other exception counts as a failed handling too:
+act yet raises ``RetryLater`` (a lost lock conflict, ``DatabaseBusy``, counts as one), and
+any other exception counts as a failed handling too:
 each is recorded in the consumer's ``event_failures``, which it handles again with
 back-off (``retry_failed``, run by the runtime's sweeper), so a transport's delivery is
 done once the consumer has the event, handled or recorded. After ``max_attempts`` the
@@ -43,7 +44,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.kit.auth import service_required
-from app.kit.database import Database, UTCDateTime, utcnow
+from app.kit.database import Database, DatabaseBusy, UTCDateTime, utcnow
 from app.kit.errors import ApiError
 from app.kit.responses import ok
 from app.kit.topics import Event
@@ -273,6 +274,11 @@ def receive(
         return Received(Outcome.DONE, "handled by a concurrent delivery")
     except RetryLater as later:
         return _failed(database, outbox, event, f"retry later: {later.message}", max_attempts)
+    except DatabaseBusy as busy:  # rolled back: handled again, as after RetryLater
+        log.warning(
+            "the %s handler on event %s: %s (%s)", event.topic, event.id, busy, busy.conflict
+        )
+        return _failed(database, outbox, event, f"retry later: {busy.message}", max_attempts)
     except Exception as error:
         log.exception("the %s handler failed on event %s", event.topic, event.id)
         return _failed(database, outbox, event, f"{type(error).__name__}: {error}", max_attempts)

@@ -8,8 +8,9 @@ A failing run does not end the thread: the next run comes as planned. A streak o
 failures is logged when it starts, again ``WARN_AGAIN_AFTER`` seconds later, then after
 twice as long each time up to ``WARN_AT_MOST_EVERY``, and once when it ends. What cannot
 run yet (``DatabaseNotReady``: a database without its schema before ``microshop migrate``,
-or out of reach; ``ServiceUnavailable``: another service) is a one-line warning that names
-it; anything else is an error with its traceback.
+or out of reach; ``DatabaseBusy``: a lock conflict lost, rolled back; ``ServiceUnavailable``:
+another service) is a one-line warning that names it; anything else is an error with its
+traceback.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from app.kit.database import DatabaseNotReady
+from app.kit.database import DatabaseBusy, DatabaseNotReady
 from app.kit.errors import ServiceUnavailable
 
 log = logging.getLogger("microshop.background")
@@ -79,7 +80,7 @@ class Repeating:
         else:
             return
         self._next_warning = now + self._quiet
-        if isinstance(error, DatabaseNotReady | ServiceUnavailable):
+        if isinstance(error, DatabaseNotReady | DatabaseBusy | ServiceUnavailable):
             log.warning(
                 "%s cannot run: %s; it is retried every %g s", self.name, error.message, self.every
             )

@@ -8,7 +8,8 @@ revocations its in-memory deny lists must learn at once.
 A message is handed to the service's ``receive`` (``app.kit.events``), inside the
 service's app context, and acked only after its handler's transaction committed; a
 failed handling comes back through the broker's delay queues, and a dead letter goes to
-``<queue>.dead``.
+``<queue>.dead``. A handling that cannot even record its failure because the service's
+database is busy (``DatabaseBusy``) comes back the same way, with a warning.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from app.kit.database import DatabaseBusy
 from app.kit.deny_list import Revocations
 from app.kit.events import IncomingEvent, Outbox, Outcome, receive
 from app.kit.service import ServiceParts, parts_of
@@ -95,14 +97,20 @@ def _receiver(app: Any, service: ServiceParts, outbox: Outbox) -> Callable[[Mess
         event = _envelope(message)
         if event is None:
             return Delivery.DEAD
-        with app.app_context():
-            received = receive(
-                service.database,
-                outbox,
-                service.handlers,
-                event,
-                max_attempts=service.settings.event_max_attempts,
+        try:
+            with app.app_context():
+                received = receive(
+                    service.database,
+                    outbox,
+                    service.handlers,
+                    event,
+                    max_attempts=service.settings.event_max_attempts,
+                )
+        except DatabaseBusy as busy:
+            log.warning(
+                "event %s (%s) is retried: %s (%s)", event.id, event.topic, busy, busy.conflict
             )
+            return Delivery.RETRY
         return DELIVERIES[received.outcome]
 
     return handle

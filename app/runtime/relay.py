@@ -36,7 +36,7 @@ from typing import Any
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
-from app.kit.database import utcnow
+from app.kit.database import DatabaseBusy, utcnow
 from app.kit.errors import ServiceUnavailable
 from app.kit.events import INBOX_ROUTE, Outbox, retry_failed
 from app.kit.peers import Peers
@@ -167,6 +167,10 @@ class Relay:
             return  # the broker just failed: the sweeper publishes, not this request
         try:
             self.deliver(event_ids)
+        except DatabaseBusy as busy:  # expected under contention: no traceback
+            log.warning(
+                "delivery after commit: %s (%s); the sweeper will retry", busy, busy.conflict
+            )
         except Exception:  # the sweeper retries; the request that published has succeeded
             log.exception("delivery after commit failed; the sweeper will retry")
 
