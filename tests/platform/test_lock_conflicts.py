@@ -13,6 +13,7 @@ import logging
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +28,7 @@ from support import (
     DATABASE_BACKENDS,
     ONLY_MYSQL,
     ONLY_POSTGRES,
+    SECRET,
     Account,
     Reply,
     ServiceClient,
@@ -39,6 +41,7 @@ from support import (
 from werkzeug.test import Client
 
 from app.kit import database
+from app.kit.auth import issue_service_token
 from app.kit.database import Database, DatabaseBusy
 from app.kit.service import parts_of
 from app.runtime.background import Repeating
@@ -383,3 +386,37 @@ def test_background_work_that_loses_a_lock_is_a_warning_and_runs_again(
     assert "touch-order cannot run: order database is busy: retry" in said.getMessage()
     chore.run_once()
     assert api.orders.get(f"/{order}", headers=alice.headers).json["data"]["product"] == "touched"
+
+
+def test_an_event_whose_handler_loses_a_lock_is_handled_again_later(
+    api: Shop,
+    alice: Account,
+    backend: str,
+    raw_urls: dict[str, str],
+    application: Application,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Where the lock is a row's, the inbox records the failure to handle it again; where
+    it is SQLite's whole database, the inbox cannot, and answers 503 for the sender to retry."""
+    order = api.order(alice)["id"]
+    event = {
+        "id": uuid.uuid4().hex,
+        "topic": "payment.succeeded",
+        "payload": {"payment_id": 1, "order_id": order},
+    }
+    client = Client(application)
+    sender = {"Authorization": f"Bearer {issue_service_token(SECRET, 'payment')}"}
+    with locked(backend, raw_urls["order"], "orders", order):
+        reply = client.post("/order/internal/events", json=event, headers=sender)
+    if backend == "sqlite":
+        assert (reply.status_code, reply.headers["Retry-After"]) == (503, "1")
+    else:
+        assert (reply.status_code, reply.get_json()["data"]) == (200, {"outcome": "retry"})
+        orders = parts_of(application.services["order"]).database
+        assert rows(orders, "SELECT count(*) FROM event_failures") == 1
+    assert "order database is busy" in caplog.text
+    assert not [record for record in caplog.records if record.exc_info], caplog.text
+    assert api.orders.get(f"/{order}", headers=alice.headers).json["data"]["status"] == "pending"
+    again = client.post("/order/internal/events", json=event, headers=sender)
+    assert (again.status_code, again.get_json()["data"]) == (200, {"outcome": "done"})
+    assert api.orders.get(f"/{order}", headers=alice.headers).json["data"]["status"] == "paid"
