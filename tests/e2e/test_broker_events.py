@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -34,6 +34,7 @@ from support import (
     database_urls,
     order_status_at,
     place_order_at,
+    rabbitmq_vhost,
     sign_up_at,
     wait_for,
 )
@@ -53,19 +54,8 @@ def broker_url() -> Iterator[str]:
         if os.environ.get("CI"):
             pytest.fail("CI must set MICROSHOP_TEST_AMQP_URL: no skipping RabbitMQ")
         pytest.skip("MICROSHOP_TEST_AMQP_URL is not set")
-    vhost = f"microshop_test_{uuid.uuid4().hex[:12]}"
-    user = urlsplit(AMQP_URL).username or "guest"
-    subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], check=True, capture_output=True)
-    try:
-        subprocess.run(
-            ["rabbitmqctl", "-q", "set_permissions", "-p", vhost, user, ".*", ".*", ".*"],
-            check=True,
-            capture_output=True,
-        )
-        base = AMQP_URL.split("?")[0].rsplit("/", 1)[0]
-        yield f"{base}/{quote(vhost, safe='')}"
-    finally:
-        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True)
+    with rabbitmq_vhost(AMQP_URL) as url:
+        yield url
 
 
 def via(proxy: TcpProxy, url: str) -> str:
