@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bench.seed import PASSWORD, username
-from bench.servers import uvicorn, waitress
+from bench.servers import gunicorn, uvicorn, waitress
 
 LOGIN_USERS = range(3, 11)
 """Logins rotate over users 3 to 10 (the reader and the writer keep their tokens)."""
@@ -50,6 +50,7 @@ SERVERS = {
     "flask_hello": ServerSpec(waitress("bench.peers.flask_hello:app"), "/"),
     "shop": ServerSpec(waitress("wsgi:application"), "/healthz"),
     "shop_postgres": ServerSpec(waitress("wsgi:application"), "/healthz"),
+    "shop_gunicorn": ServerSpec(gunicorn("wsgi:application", workers=2), "/healthz"),
     "fastapi": ServerSpec(uvicorn("bench.peers.fastapi_read:create_app"), "/order/1"),
     "naive_flask": ServerSpec(
         waitress("bench.peers.naive_flask:create_app", call=True), "/order/1"
@@ -112,6 +113,12 @@ CASES = [
         "microshop `GET /order/<id>` on PostgreSQL",
         "shop_postgres",
         lambda f: _reads(f.reader_token, f.postgres_reader_ids),
+    ),
+    Case(
+        "order_read_gunicorn",
+        "microshop `GET /order/<id>` on gunicorn, 2 gthread workers",
+        "shop_gunicorn",
+        lambda f: _reads(f.reader_token, f.reader_ids),
     ),
     Case(
         "fastapi_read",

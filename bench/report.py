@@ -80,6 +80,12 @@ RATIOS = [
     Ratio("deep page ÷ first page", ("deep_page", RPS), ("first_page", RPS), (">=", 0.9)),
     Ratio("login, req/s", ("login", RPS), None, (">=", 40)),
     Ratio(
+        "`GET /order/<id>`: gunicorn, 2 workers ÷ one waitress process",
+        ("order_read_gunicorn", RPS),
+        ("order_read", RPS),
+        (">=", 1.7),
+    ),
+    Ratio(
         "`GET /order/<id>` ÷ naive Flask stack",
         ("order_read", RPS),
         ("naive_flask_read", RPS),

@@ -115,6 +115,7 @@ def _run(options: argparse.Namespace, cases: list[Case], folder: Path) -> None:
     commit = _commit()
     secret = secrets.token_urlsafe(48)
     envs = {"shop": shop_environment(folder / "sqlite", secret)}
+    envs["shop_gunicorn"] = envs["shop"]  # the same shop, served by gunicorn's workers
     seeding = {"sqlite": _seed(envs["shop"], options.users, options.orders)}
     with ExitStack() as stack:
         if any(case.server == "shop_postgres" for case in cases):
