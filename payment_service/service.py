@@ -96,8 +96,15 @@ UNDER_WAY = {Payment: PaymentStatus.PROCESSING, Refund: RefundStatus.PENDING}
 
 def take_over(session: Session, model: type[Payment] | type[Refund], row_id: int) -> bool:
     """Lease a payment or refund left under way past ``STRANDED_AFTER`` for another such
-    span: its process died, and the caller finishes it. One taker wins."""
+    span: its process died, and the caller finishes it. One taker wins.
+
+    A row still under way is let be without asking for its lock: on MariaDB the UPDATE
+    locks the status index, then waits for the row, which its own process holds while
+    it settles and updates that index (a deadlock; a charged payment's client got a 503)."""
     now = utcnow()
+    row = session.get(model, row_id)
+    if row is None or row.status is not UNDER_WAY[model] or row.updated_at >= now - STRANDED_AFTER:
+        return False
     taken = session.execute(
         update(model)
         .where(model.id == row_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
-from support import DATABASE_BACKENDS, service_database
+from support import DATABASE_BACKENDS, ONLY_MYSQL, ONLY_POSTGRES, service_database
 
 from app.kit.auth import Caller
 from app.kit.database import Database, utcnow
@@ -443,6 +444,39 @@ def test_partial_refunds_that_add_up_to_the_payment_end_it_refunded(session: Ses
 def aged(session: Session, row: Payment | Refund) -> None:
     row.updated_at = utcnow() - service.STRANDED_AFTER - timedelta(seconds=1)
     session.flush()
+
+
+@pytest.mark.backends(ONLY_POSTGRES, ONLY_MYSQL)  # SQLite's one writer makes any second wait
+def test_a_second_attempt_on_a_fresh_reservation_neither_waits_for_nor_deadlocks_its_settling(
+    database: Database,
+):
+    """The first attempt settles under a row lock while a concurrent attempt finds the order
+    reserved. The second must answer at once: on MariaDB, a take-over UPDATE that locked the
+    status index, then waited for the row, deadlocked the settling (a charged payment's
+    client got a 503)."""
+    with database.unit_of_work() as session:
+        payment_id = reserved(session).id
+    answered = threading.Event()
+    second: list[BaseException] = []
+
+    def second_attempt() -> None:
+        try:
+            with database.unit_of_work() as session:
+                reserved(session)
+        except BaseException as error:
+            second.append(error)
+        answered.set()
+
+    with database.unit_of_work() as settling:
+        settling.get_one(Payment, payment_id, with_for_update=True)
+        attempt = threading.Thread(target=second_attempt)
+        attempt.start()
+        assert answered.wait(10), "the second attempt waited for the settling's row lock"
+        service.settle_payment(settling, payment_id, "ch_1")
+    attempt.join(10)
+    assert [type(error) for error in second] == [OrderAlreadyPaid]
+    with database.unit_of_work(readonly=True) as session:
+        assert session.get_one(Payment, payment_id).status is PaymentStatus.SUCCEEDED
 
 
 def test_settling_a_payment_twice_changes_nothing_the_second_time(session: Session):
