@@ -125,6 +125,27 @@ def live_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[
         yield on
 
 
+@pytest.fixture(scope="session")
+def shared_applications(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[[str], Application]]:
+    """The composed application per backend, made when first asked for and shared by the
+    API tests, as the waitress server is: they sign up their own accounts, so none depends
+    on another's state, and building the three services per test cost more than the test."""
+    with ExitStack() as stack:
+        made: dict[str, Application] = {}
+
+        def on(backend: str) -> Application:
+            if backend not in made:
+                folder = tmp_path_factory.mktemp(f"shared-{backend}")
+                urls = stack.enter_context(server_databases(backend, folder))
+                made[backend] = ready_application(make_settings(folder, urls))
+                stack.callback(made[backend].dispose)
+            return made[backend]
+
+        yield on
+
+
 @pytest.fixture(params=BACKENDS)
 def live_server(request: pytest.FixtureRequest, live_servers: Callable[[str], Server]) -> Server:
     """The shared waitress server on each backend."""
@@ -144,9 +165,9 @@ every database, and the in-process runs already cover each backend's database.""
 
 
 @pytest.fixture(params=[*BACKENDS, *WAITRESS])
-def shop(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Shop]:
-    """The composed application: in-process on each backend, then the shared waitress
-    server."""
+def shop(request: pytest.FixtureRequest) -> Iterator[Shop]:
+    """The composed application: in-process on each backend, then under the waitress
+    server; each shared by the tests that use it."""
     if request.param.startswith("waitress-"):
         server = request.getfixturevalue("live_servers")(request.param.removeprefix("waitress-"))
         transports = {name: HttpTransport(f"{server.url}/{name}") for name in SERVICES}
@@ -155,12 +176,10 @@ def shop(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Shop]:
             result = server.cli(*args, **env)
             return result.returncode, result.stdout + result.stderr
     else:
-        application = ready_application(
-            make_settings(tmp_path, database_urls(request.param, tmp_path))
-        )
+        application = request.getfixturevalue("shared_applications")(request.param)
         client = Client(application)
         transports = {
-            name: WsgiTransport(client, on_close=application.dispose, prefix=f"/{name}")
+            name: WsgiTransport(client, on_close=lambda: None, prefix=f"/{name}")
             for name in SERVICES
         }
         runner = application.services["user"].test_cli_runner()
