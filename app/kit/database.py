@@ -65,6 +65,8 @@ POSTGRESQL_CONFLICTS = frozenset({"40P01", "40001", "55P03"})
 """deadlock_detected, serialization_failure, lock_not_available (``lock_timeout``)."""
 MYSQL_CONFLICTS = frozenset({1205, 1213})
 """Lock wait timeout (``innodb_lock_wait_timeout``), deadlock."""
+POSTGRESQL_UNDEFINED_TABLE = "42P01"
+MYSQL_NO_SUCH_TABLE = 1146
 MYSQL_POOL_RECYCLE_SECONDS = 3600
 """A pooled connection is replaced after an hour, before the server's ``wait_timeout``
 (8 hours by default, often less behind a proxy) closes it; ``pool_pre_ping`` catches the rest."""
@@ -131,6 +133,19 @@ def lock_conflict(error: DBAPIError, dialect: str) -> str | None:
         return None
     said = str(original.args[-1] if original.args else original).strip().splitlines()
     return said[0] if said else type(original).__name__
+
+
+def missing_table(error: DBAPIError, dialect: str) -> bool:
+    """Whether ``error`` says a table does not exist: its schema is missing, or is being
+    made by a migration in another process."""
+    original = error.orig
+    if dialect == "sqlite":
+        return str(original).startswith("no such table")
+    if dialect == "postgresql":
+        return getattr(original, "sqlstate", None) == POSTGRESQL_UNDEFINED_TABLE
+    if dialect in MYSQL_DIALECTS:
+        return bool(original.args) and original.args[0] == MYSQL_NO_SUCH_TABLE
+    return False
 
 
 def status_type(statuses: type[StrEnum], *, length: int) -> Enum:
@@ -310,8 +325,11 @@ class Database:
             conflict = lock_conflict(error, self.engine.dialect.name)
             if conflict is not None:
                 raise DatabaseBusy(self.name, conflict) from error
-            if isinstance(error, OperationalError | ProgrammingError):  # "no such table" is one
-                state = self.state()
+            if isinstance(error, OperationalError | ProgrammingError):
+                # A table missing now is "not ready" even if a migration has made it by
+                # the time ``state`` looks.
+                dialect = self.engine.dialect.name
+                state = "schema_missing" if missing_table(error, dialect) else self.state()
                 if state != "ok":
                     raise DatabaseNotReady(self.name, state) from error
             raise

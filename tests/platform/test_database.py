@@ -205,6 +205,18 @@ def test_once_the_schema_is_made_the_same_database_works(bare_database: Database
     assert _read_notes(bare_database, readonly=True) == ["after migrate"]
 
 
+def test_a_table_missing_when_read_is_not_ready_even_if_the_schema_is_whole_a_moment_later(
+    database: Database,
+):
+    """A migration in another process: the statement finds no table, the migration ends,
+    and only then is the schema looked at. The job or request is still "not ready" (a
+    warning, a 503), not an unknown error with a traceback."""
+    with pytest.raises(DatabaseNotReady) as refused, database.unit_of_work() as session:
+        session.execute(text("SELECT text FROM notes_made_by_the_next_migration"))
+    assert (refused.value.service, refused.value.state) == ("notes", "schema_missing")
+    assert database.state() == "ok"
+
+
 def test_a_failing_statement_on_a_ready_database_stays_its_own_error(database: Database):
     with pytest.raises(DBAPIError) as failed, database.unit_of_work(readonly=True) as session:
         session.execute(text("SELECT no_such_column FROM notes"))
