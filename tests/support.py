@@ -29,6 +29,7 @@ from werkzeug.test import Client
 from app.kit.database import Database
 from app.kit.service import parts_of
 from app.runtime.composition import Application, create_application
+from app.runtime.migrations import prepare_schema
 from app.settings import ServiceSpec, Settings
 
 SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
@@ -201,6 +202,17 @@ def ready_application(settings: Settings) -> Application:
     return create_application(settings)
 
 
+def migrate(settings: Settings) -> None:
+    """What ``microshop init-db`` does (tests/platform/test_cli.py runs the command), in
+    this process: a server's databases ready without starting Python once more for it."""
+    migrator = create_application(settings, deliver_events=False)
+    try:
+        for name, app in migrator.services.items():
+            prepare_schema(parts_of(app).database, name, app.import_name)
+    finally:
+        migrator.dispose()
+
+
 def documents(application: Application, prefix: str = "") -> dict[str, dict[str, Any]]:
     """The OpenAPI document of each service, as the composed application serves it."""
     client = Client(application)
@@ -271,9 +283,7 @@ class Server:
         folder.mkdir(parents=True, exist_ok=True)
         env = server_environment(folder, **database_env(databases or {}), **extra_env)
         if init_db:
-            subprocess.run(
-                [BIN / "microshop", "init-db"], env=env, cwd=ROOT, check=True, capture_output=True
-            )
+            migrate(Settings.from_env(env))
         port = port or free_port()
         log = folder / "server.log"
         command = (

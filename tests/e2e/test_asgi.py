@@ -15,8 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 from client.scenarios import walk_async
-from support import BIN, ROOT, free_port, server_environment
+from support import BIN, ROOT, free_port, migrate, server_environment
 
+from app.settings import Settings
 from microshop_client import AsyncClient
 
 pytestmark = pytest.mark.e2e
@@ -40,9 +41,7 @@ app = Starlette(routes=[Route("/", hello), Mount("/shop", app=shop)])
 def serve(folder: Path, target: str, **env: str) -> Iterator[str]:
     """``uvicorn target`` on a free loopback port, stopped by its PID."""
     environment = server_environment(folder, **env)
-    subprocess.run(
-        [BIN / "microshop", "init-db"], env=environment, cwd=ROOT, check=True, capture_output=True
-    )
+    migrate(Settings.from_env(environment))
     port, log = free_port(), folder / "uvicorn.log"
     with log.open("wb") as output:
         process = subprocess.Popen(

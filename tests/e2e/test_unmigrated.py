@@ -32,16 +32,15 @@ from support import (
     database_urls,
     forge,
     free_port,
+    migrate,
     server_environment,
     unique,
     wait_for,
 )
 from werkzeug.test import Client
 
-from app.kit.service import parts_of
 from app.runtime.background import WARN_AGAIN_AFTER
 from app.runtime.composition import create_application
-from app.runtime.migrations import prepare_schema
 from app.settings import Settings
 
 pytestmark = pytest.mark.e2e
@@ -148,10 +147,7 @@ def test_an_unmigrated_application_answers_503_and_warns_once_per_job(
                     warnings[job].append(record.created)
             assert_one_warning_per_job_with_back_off(warnings)
 
-            migrator = create_application(settings, deliver_events=False)  # microshop migrate
-            for name, app in migrator.services.items():
-                prepare_schema(parts_of(app).database, name, app.import_name)
-            migrator.dispose()
+            migrate(settings)  # as `microshop migrate` does, from another process
 
             assert_the_shop_works(transport.request)
             assert wait_for(
