@@ -16,9 +16,11 @@ asking the provider under the key the step used.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from app.kit.auth import Caller
+from app.kit.database import DatabaseBusy
 from app.kit.events import Handling, RetryLater
 from app.kit.peers import Peers
 from app.kit.service import unit_of_work
@@ -35,6 +37,8 @@ from payment_service.providers import PaymentProvider
 from payment_service.schemas import NewPayment
 
 log = logging.getLogger("microshop.payments")
+RECORD_ATTEMPTS = 3
+RETRY_PAUSE_SECONDS = 0.05
 
 
 @dataclass
@@ -72,8 +76,7 @@ class Checkout:
             raise
         # Any other failure (a timeout, say) leaves it unknown whether money moved: the
         # reservation stays, for the reconciler or the next attempt to settle.
-        with unit_of_work() as session:
-            return service.settle_payment(session, payment_id, reference)
+        return self._record_charge(payment_id, reference)
 
     def refund(self, caller: Caller, payment_id: int, amount_minor: int | None) -> Refund:
         """Refund part or all of what is left; never more, whatever runs at the same time."""
@@ -164,6 +167,21 @@ class Checkout:
             else:
                 service.settle_payment(session, payment_id, charge)
         log.info("settled stranded payment %s: %s", payment_id, "charged" if charge else "failed")
+
+    def _record_charge(self, payment_id: int, reference: str) -> Payment:
+        """Settle a payment the provider charged. The money moved, so a lost lock conflict
+        is tried again (settling twice changes nothing) before the client is told 503 and
+        the payment waits, ``processing``, for the reconciler."""
+        attempt = 1
+        while True:
+            try:
+                with unit_of_work() as session:
+                    return service.settle_payment(session, payment_id, reference)
+            except DatabaseBusy:
+                if attempt == RECORD_ATTEMPTS:
+                    raise
+                time.sleep(RETRY_PAUSE_SECONDS * attempt)
+                attempt += 1
 
     def _settled_elsewhere(self, made: Payment | None) -> Payment | None:
         """The order's charge is taken: by the payment this request's key made, if that is

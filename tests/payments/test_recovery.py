@@ -13,10 +13,11 @@ from sqlalchemy import select, update
 from support import DATABASE_BACKENDS, PASSWORD, bearer, database_urls, make_settings
 from werkzeug.test import Client
 
-from app.kit.database import Database, utcnow
+from app.kit.database import Database, DatabaseBusy, utcnow
 from app.kit.service import parts_of
 from app.runtime.composition import Application, create_application
 from app.settings import ServiceSpec
+from payment_service import checkout
 from payment_service.idempotency import ABANDONED_AFTER
 from payment_service.models import IdempotencyRecord, Payment, PaymentStatus, Refund, RefundStatus
 from payment_service.service import STRANDED_AFTER, settle_payment, take_over
@@ -248,3 +249,44 @@ def test_a_retry_while_the_reconciler_settles_its_payment_waits_and_then_gets_it
     replayed = flaky.client.post("/payment/", json={"order_id": order_id}, headers=keyed)
     assert replayed.headers["Idempotent-Replayed"] == "true"
     assert replayed.get_json()["data"]["id"] == payment.id
+
+
+@pytest.mark.parametrize(
+    ("lost", "status", "after"),
+    [(1, 201, PaymentStatus.SUCCEEDED), (3, 503, PaymentStatus.PROCESSING)],
+    ids=["once", "every_time"],
+)
+def test_a_charge_whose_recording_loses_lock_conflicts_is_recorded_on_another_try(
+    application: Application,
+    monkeypatch: pytest.MonkeyPatch,
+    lost: int,
+    status: int,
+    after: PaymentStatus,
+):
+    """The provider charged, then recording it was chosen as a deadlock's victim (as on
+    MariaDB before the take-over fix): the money moved, so the client hears 201, not a
+    503 that leaves the payment processing until the reconciler. Only a database busy
+    every time is a 503, and the reconciler settles the payment later."""
+    client = Client(application)
+    body = {"username": "lee", "password": PASSWORD, "email": "lee@example.com"}
+    client.post("/user/register", json=body)
+    login = client.post("/user/login", json={"username": "lee", "password": PASSWORD})
+    headers = bearer(login.get_json()["data"]["token"])
+    order = client.post("/order/", json={"product": "pen", "price": 8}, headers=headers)
+    order_id = order.get_json()["data"]["id"]
+    attempts: list[int] = []
+
+    def settle_after_lost_conflicts(session, payment_id, charge_reference):
+        attempts.append(payment_id)
+        if len(attempts) <= lost:
+            raise DatabaseBusy("payment", "Deadlock found when trying to get lock")
+        return settle_payment(session, payment_id, charge_reference)
+
+    monkeypatch.setattr(checkout.service, "settle_payment", settle_after_lost_conflicts)
+    paid = client.post("/payment/", json={"order_id": order_id}, headers=headers)
+    assert paid.status_code == status, paid.get_json()
+    assert len(attempts) == min(lost + 1, checkout.RECORD_ATTEMPTS)
+    database = parts_of(application.services["payment"]).database
+    with database.unit_of_work(readonly=True) as session:
+        payments = session.scalars(select(Payment).where(Payment.order_id == order_id)).all()
+        assert [p.status for p in payments] == [after]
