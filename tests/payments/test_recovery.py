@@ -25,14 +25,19 @@ from payment_service.service import STRANDED_AFTER, settle_payment, take_over
 pytestmark = pytest.mark.backends(*DATABASE_BACKENDS)
 
 
-def test_a_stranded_reservation_is_resumed_under_its_own_payment(application: Application):
-    client = Client(application)
-    body = {"username": "kim", "password": PASSWORD, "email": "kim@example.com"}
+def an_order_to_pay(client: Client, username: str) -> tuple[dict[str, str], int, int]:
+    """A new user's pending order of 8 USD: their headers, its id and the user's id."""
+    body = {"username": username, "password": PASSWORD, "email": f"{username}@example.com"}
     client.post("/user/register", json=body)
-    login = client.post("/user/login", json={"username": "kim", "password": PASSWORD})
+    login = client.post("/user/login", json={"username": username, "password": PASSWORD})
     headers = bearer(login.get_json()["data"]["token"])
     order = client.post("/order/", json={"product": "pen", "price": 8}, headers=headers)
-    order_id, user_id = order.get_json()["data"]["id"], order.get_json()["data"]["userid"]
+    return headers, order.get_json()["data"]["id"], order.get_json()["data"]["userid"]
+
+
+def test_a_stranded_reservation_is_resumed_under_its_own_payment(application: Application):
+    client = Client(application)
+    headers, order_id, user_id = an_order_to_pay(client, "kim")
     database = parts_of(application.services["payment"]).database
     with database.unit_of_work() as session:  # as a process that died after reserving
         stranded = Payment(
@@ -268,12 +273,7 @@ def test_a_charge_whose_recording_loses_lock_conflicts_is_recorded_on_another_tr
     503 that leaves the payment processing until the reconciler. Only a database busy
     every time is a 503, and the reconciler settles the payment later."""
     client = Client(application)
-    body = {"username": "lee", "password": PASSWORD, "email": "lee@example.com"}
-    client.post("/user/register", json=body)
-    login = client.post("/user/login", json={"username": "lee", "password": PASSWORD})
-    headers = bearer(login.get_json()["data"]["token"])
-    order = client.post("/order/", json={"product": "pen", "price": 8}, headers=headers)
-    order_id = order.get_json()["data"]["id"]
+    headers, order_id, _ = an_order_to_pay(client, "lee")
     attempts: list[int] = []
 
     def settle_after_lost_conflicts(session, payment_id, charge_reference):
