@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from flask import Flask
@@ -35,6 +36,8 @@ import user_service
 from app.kit.service import parts_of
 from app.runtime.composition import Application
 from app.settings import Settings
+
+T = TypeVar("T")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -107,21 +110,39 @@ def user_app(settings: Settings) -> Iterator[Flask]:
     parts_of(app).database.dispose()
 
 
+@contextmanager
+def once_per_backend(
+    tmp_path_factory: pytest.TempPathFactory,
+    kind: str,
+    start: Callable[[Path, dict[str, str]], T],
+    stop: Callable[[T], None],
+) -> Iterator[Callable[[str], T]]:
+    """``on(backend)``: what ``start`` made on fresh databases of that backend, made when
+    first asked for and shared by the tests that ask; stopped, and its databases dropped,
+    at the end. State is not reset between tests."""
+    with ExitStack() as stack:
+        made: dict[str, T] = {}
+
+        def on(backend: str) -> T:
+            if backend not in made:
+                folder = tmp_path_factory.mktemp(f"{kind}-{backend}")
+                urls = stack.enter_context(server_databases(backend, folder))
+                made[backend] = start(folder, urls)
+                stack.callback(stop, made[backend])
+            return made[backend]
+
+        yield on
+
+
 @pytest.fixture(scope="session")
 def live_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], Server]]:
-    """A production waitress server per backend, started when first asked for and shared by
-    the tests that use it; state is not reset."""
-    with ExitStack() as stack:
-        started: dict[str, Server] = {}
-
-        def on(backend: str) -> Server:
-            if backend not in started:
-                folder = tmp_path_factory.mktemp(f"live-{backend}")
-                urls = stack.enter_context(server_databases(backend, folder))
-                started[backend] = Server.start(folder, databases=urls)
-                stack.callback(started[backend].stop)
-            return started[backend]
-
+    """A production waitress server per backend, shared by the tests that use it."""
+    with once_per_backend(
+        tmp_path_factory,
+        "live",
+        lambda folder, urls: Server.start(folder, databases=urls),
+        Server.stop,
+    ) as on:
         yield on
 
 
@@ -129,20 +150,15 @@ def live_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[
 def shared_applications(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Callable[[str], Application]]:
-    """The composed application per backend, made when first asked for and shared by the
-    API tests, as the waitress server is: they sign up their own accounts, so none depends
-    on another's state, and building the three services per test cost more than the test."""
-    with ExitStack() as stack:
-        made: dict[str, Application] = {}
-
-        def on(backend: str) -> Application:
-            if backend not in made:
-                folder = tmp_path_factory.mktemp(f"shared-{backend}")
-                urls = stack.enter_context(server_databases(backend, folder))
-                made[backend] = ready_application(make_settings(folder, urls))
-                stack.callback(made[backend].dispose)
-            return made[backend]
-
+    """The composed application per backend, shared by the API tests, as the waitress
+    server is: they sign up their own accounts, so none depends on another's state, and
+    building the three services per test cost more than the test."""
+    with once_per_backend(
+        tmp_path_factory,
+        "shared",
+        lambda folder, urls: ready_application(make_settings(folder, urls)),
+        Application.dispose,
+    ) as on:
         yield on
 
 
