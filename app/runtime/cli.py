@@ -19,7 +19,6 @@ import json
 import os
 import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -329,13 +328,15 @@ def worker(ctx: click.Context, only: str | None) -> None:
             f"no service {only!r} is mounted here (mounted: {', '.join(sorted(mounted))})",
             param_hint="'--service'",
         )
+    # Blocked before the threads start, which inherit the mask, so the kernel hands the
+    # signal to sigwait here: a handler would run only once the main thread ran Python
+    # again, and a signal taken by a consumer thread left it blocked in a wait for good.
+    stop_signals = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
     application = create_application(settings, consume=None if only is None else {only})
-    stopping = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stopping.set())
     names = ", ".join(consumer.name for consumer in application.consumers) or "nothing"
     click.echo(f"worker: consuming {names}")
     try:
-        stopping.wait()
+        signal.sigwait(stop_signals)
     finally:
         application.dispose()

@@ -244,6 +244,11 @@ def test_a_worker_consumes_the_queues_until_sigterm(split, tmp_path: Path):
     try:
         line = worker.stdout.readline()
         assert line == "worker: consuming events-order, revocations-order\n"
+        # only the main thread, in sigwait, takes SIGTERM: when a consumer thread took it,
+        # the main thread went on waiting for good, now and then on a busy machine
+        others = [thread for thread in threads_of(worker.pid) if thread != worker.pid]
+        assert others
+        assert all(blocks(worker.pid, thread, signal.SIGTERM) for thread in others)
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=30) == 0
     finally:
@@ -258,3 +263,15 @@ def test_a_worker_consumes_the_queues_until_sigterm(split, tmp_path: Path):
     unknown = orders.cli("worker", "--service", "payment")
     assert unknown.returncode == 2
     assert "no service 'payment' is mounted here" in unknown.stderr
+
+
+def threads_of(pid: int) -> list[int]:
+    """The process's threads, the main one's id being ``pid`` (Linux's /proc)."""
+    return [int(task) for task in os.listdir(f"/proc/{pid}/task")]
+
+
+def blocks(pid: int, thread: int, signum: int) -> bool:
+    """Whether the thread has ``signum`` in its signal mask (Linux's /proc)."""
+    status = Path(f"/proc/{pid}/task/{thread}/status").read_text()
+    mask = next(line.split()[1] for line in status.splitlines() if line.startswith("SigBlk:"))
+    return bool(int(mask, 16) >> (signum - 1) & 1)
