@@ -25,9 +25,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from flask import Flask, Response, current_app, g, has_request_context, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -74,9 +74,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC)
-            .isoformat(timespec="milliseconds")
-            .replace("+00:00", "Z"),
+            "time": _timestamp(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -95,7 +93,24 @@ class JsonFormatter(logging.Formatter):
             entry["traceback"] = record.exc_text
         if record.stack_info:
             entry["stack"] = self.formatStack(record.stack_info)
-        return json.dumps(entry, default=str)
+        try:  # orjson: a tenth of json.dumps's time, for every access line
+            return orjson.dumps(entry, default=str).decode()
+        except TypeError:  # an int beyond 64 bits, which orjson refuses (ijl/orjson#301)
+            return json.dumps(entry, default=str)
+
+
+_second: tuple[int, str] = (0, "")
+"""The latest whole second formatted, and its text: a log line's time is formatted once a
+second, not once a line."""
+
+
+def _timestamp(created: float) -> str:
+    """ISO-8601 UTC to the millisecond (truncated), ``2026-12-01T10:00:00.123Z``."""
+    global _second
+    second = int(created)
+    if _second[0] != second:
+        _second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{_second[1]}.{int((created - second) * 1000):03d}Z"
 
 
 class AtMostEvery(logging.Filter):
@@ -248,6 +263,8 @@ class Metrics:
             ("service", "subscriber"),
             registry=self.registry,
         )
+        self._series: dict[tuple[str, str, str, int], tuple[Counter, Histogram]] = {}
+        """The request counter's and histogram's children, by their labels."""
         self.outboxes: dict[str, tuple[Database, Outbox]] = {}
         self.registry.register(OutboxBacklog(self.outboxes))
         ProcessCollector(registry=self.registry)
@@ -268,9 +285,16 @@ class Metrics:
         self.outboxes[service] = (database, outbox)
 
     def observe(self, service: str, route: str, method: str, status: int, seconds: float) -> None:
-        labels = (service, route, method, str(status))
-        self.requests.labels(*labels).inc()
-        self.latency.labels(*labels).observe(seconds)
+        series = self._series.get((service, route, method, status))
+        if series is None:  # the first request of its kind: labels() checks and locks
+            labels = (service, route, method, str(status))
+            series = self._series.setdefault(
+                (service, route, method, status),
+                (self.requests.labels(*labels), self.latency.labels(*labels)),
+            )
+        requests, latency = series
+        requests.inc()
+        latency.observe(seconds)
 
     def delivery_failed(self, service: str, subscriber: str) -> None:
         """One attempt to deliver one of ``service``'s events to ``subscriber`` failed."""

@@ -399,3 +399,20 @@ def test_waitress_queue_warnings_pass_at_most_once_a_minute():
         now[0] = 1000.0 + seconds
         passed.append(gate.filter(record))
     assert passed == [True, False, False, False, True, False, False, True]
+
+
+def test_a_lines_time_is_utc_to_the_millisecond_across_seconds():
+    """The formatter makes a second's text once: lines of the next second, and of one
+    logged late by another thread, still carry their own time."""
+    formatter = JsonFormatter()
+    for created in (1796676250.9996, 1796676251.0004, 1796676250.5, 1796676250.5):
+        record = logging.LogRecord("microshop.test", logging.INFO, __file__, 1, "hi", None, None)
+        record.created = created
+        expected = datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
+        assert json.loads(formatter.format(record))["time"] == expected.replace("+00:00", "Z")
+
+
+def test_a_line_holds_an_integer_too_large_for_orjson():
+    record = logging.LogRecord("microshop.test", logging.INFO, __file__, 1, "hi", None, None)
+    record.user_id = 2**70
+    assert json.loads(JsonFormatter().format(record))["user_id"] == 2**70
