@@ -9,8 +9,9 @@
 The scheme is case-insensitive and may be followed by several spaces (RFC 7235):
 ``bearer <token>`` is taken as ``Bearer <token>``.
 
-flask-jwt-extended issues the tokens; this module verifies them, once per request, with
-one PyJWT decode (the claims are kept in ``g`` for the rest of the request). Every token
+flask-jwt-extended issues the tokens; this module verifies them, once per request (the
+claims are kept in ``g`` for the rest of the request), with one PyJWT decode the first time
+a process sees a token, which it remembers for the token's next requests. Every token
 failure answers 401 with its own slug (``missing_token``, ``invalid_token``,
 ``token_expired``, ``token_revoked``). ``is_revoked(claims)`` is the service's deny-list
 check (``app.kit.deny_list``, in memory), called for every token whose claims are of the
@@ -51,6 +52,8 @@ _CREDENTIALS = re.compile(r",\s*")
 _VERIFIED = "_microshop_verified_token"
 """``g``'s note of the token verified in this request: (is a refresh token, claims)."""
 _REVOCATION_CHECK = "microshop.is_revoked"
+SIGNATURES_REMEMBERED = 4096
+"""Tokens a process remembers having checked the signature of (``_signed_claims``)."""
 
 
 def access_required(view: View) -> View:
@@ -110,11 +113,28 @@ def issue_refresh_token(user_id: int, role: str, claims: dict[str, Any] | None =
 
 def decode_token(token: str, *, allow_expired: bool = False) -> dict[str, Any]:
     """The claims of a token signed with this app's secret (PyJWTError if it is not)."""
-    options: dict[str, Any] = {"require": ["exp", "sub"]}
-    if allow_expired:
-        options["verify_exp"] = False
+    claims = _signed_claims(token, current_app.config["JWT_SECRET_KEY"])
+    if not isinstance(claims["exp"], int | float):
+        raise pyjwt.DecodeError("Expiration Time claim (exp) must be a number")
+    if not allow_expired and claims["exp"] <= time.time():
+        raise pyjwt.ExpiredSignatureError("Signature has expired")
+    return dict(claims)  # the remembered claims stay as they were decoded
+
+
+@functools.lru_cache(maxsize=SIGNATURES_REMEMBERED)
+def _signed_claims(token: str, secret: str) -> dict[str, Any]:
+    """The claims of a token whose signature ``secret`` made, its expiry not yet checked.
+
+    Remembered, because a client sends the same token with every request until it
+    expires, and PyJWT's decode is most of a token check (docs/performance.md). Only a
+    token that passed is remembered, under its exact text and the secret, so a forged or
+    altered token is always decoded, and refused; expiry and the deny list are checked
+    on every use."""
     return pyjwt.decode(
-        token, current_app.config["JWT_SECRET_KEY"], algorithms=["HS256"], options=options
+        token,
+        secret,
+        algorithms=["HS256"],
+        options={"require": ["exp", "sub"], "verify_exp": False},
     )
 
 
