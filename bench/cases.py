@@ -1,7 +1,9 @@
 """The benchmark's cases, in the order each round runs them, and the servers they load.
 
 A case names its server and the ``bench/wrk.lua`` arguments it sends, made from the
-``Fixture`` (the tokens and order ids the seeded shop gave out before the rounds).
+``Fixture`` (the tokens and order ids the seeded shops gave out before the rounds). A
+case may run another beside it, on the same server at the same time (reads while logins
+hash); ``SOAK`` runs once, after the rounds, to see the memory of a long-running shop.
 """
 
 from __future__ import annotations
@@ -14,6 +16,12 @@ from bench.servers import gunicorn, uvicorn, waitress
 
 LOGIN_USERS = range(3, 11)
 """Logins rotate over users 3 to 10 (the reader and the writer keep their tokens)."""
+SMALL_SHOP_ORDERS = 1000
+"""The orders of the small shop, whose order read the full shop's is compared with (the
+titles and ratios below say 1 000)."""
+SOAK_REQUESTS = 200_000
+"""Requests the SQLite shop serves, from the warm-up to the end of ``SOAK``."""
+SOAK_MOST_SECONDS = 300
 
 
 @dataclass(frozen=True)
@@ -27,6 +35,8 @@ class Fixture:
     deep_cursor: str
     """A cursor twenty orders before the end of the reader's list: its last page."""
     postgres_reader_ids: list[int]
+    small_reader_ids: list[int]
+    """The reader's orders in the shop of ``SMALL_SHOP_ORDERS`` orders."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +46,8 @@ class Case:
     server: str
     wrk_args: Callable[[Fixture], list[str]]
     connections: int = 8
+    beside: str | None = None
+    """A case run on the same server for as long as this one; only its rate is kept."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +62,7 @@ SERVERS = {
     "flask_hello": ServerSpec(waitress("bench.peers.flask_hello:app"), "/"),
     "shop": ServerSpec(waitress("wsgi:application"), "/healthz"),
     "shop_postgres": ServerSpec(waitress("wsgi:application"), "/healthz"),
+    "shop_small": ServerSpec(waitress("wsgi:application"), "/healthz"),
     "shop_gunicorn": ServerSpec(gunicorn("wsgi:application", workers=2), "/healthz"),
     "fastapi": ServerSpec(uvicorn("bench.peers.fastapi_read:create_app"), "/order/1"),
     "naive_flask": ServerSpec(
@@ -109,6 +122,19 @@ CASES = [
         connections=4,
     ),
     Case(
+        "order_read_beside_login",
+        "microshop `GET /order/<id>` while logins run beside it (c=4)",
+        "shop",
+        lambda f: _reads(f.reader_token, f.reader_ids),
+        beside="login",
+    ),
+    Case(
+        "order_read_small",
+        "microshop `GET /order/<id>`, a shop of 1 000 orders",
+        "shop_small",
+        lambda f: _reads(f.reader_token, f.small_reader_ids),
+    ),
+    Case(
         "order_read_postgres",
         "microshop `GET /order/<id>` on PostgreSQL",
         "shop_postgres",
@@ -133,3 +159,11 @@ CASES = [
         lambda f: _reads(f.reader_token, f.reader_ids),
     ),
 ]
+SOAK = Case(
+    "soak",
+    "microshop `GET /order/<id>`, the soak after the rounds (memory)",
+    "shop",
+    lambda f: _reads(f.reader_token, f.reader_ids),
+)
+"""Run once after the rounds, until the SQLite shop has served ``SOAK_REQUESTS`` since its
+warm-up (or for ``SOAK_MOST_SECONDS``), to compare its peak memory then and now."""

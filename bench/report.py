@@ -23,12 +23,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.cases import CASES
+from bench.cases import CASES, SOAK
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
 RESULTS = Path(__file__).resolve().parent / "results"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
-TITLES = {case.name: case.title for case in CASES}
+TITLES = {case.name: case.title for case in [*CASES, SOAK]}
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class Measurement:
     """One case in one round."""
 
     case: str
+    server: str
     round: int
     requests: int
     seconds: float
@@ -49,6 +50,9 @@ class Measurement:
     others_cpu_share: float
     """The share of the machine's CPU that processes other than the server and wrk used
     during the run: how noisy the machine was."""
+    beside_requests: int = 0
+    """Requests of the case run beside this one (``Case.beside``), on the same server."""
+    beside_requests_per_second: float | None = None
 
 
 @dataclass(frozen=True)
@@ -80,10 +84,34 @@ RATIOS = [
     Ratio("deep page ÷ first page", ("deep_page", RPS), ("first_page", RPS), (">=", 0.9)),
     Ratio("login, req/s", ("login", RPS), None, (">=", 40)),
     Ratio(
+        "`GET /order/<id>`: the full shop ÷ a shop of 1 000 orders",
+        ("order_read", RPS),
+        ("order_read_small", RPS),
+        (">=", 0.9),
+    ),
+    Ratio(
+        "`GET /order/<id>` beside logins: its p99 ÷ its p99 alone",
+        ("order_read_beside_login", "p99_ms"),
+        ("order_read", "p99_ms"),
+        ("<=", 5),
+    ),
+    Ratio(
+        "logins beside the reads ÷ logins alone (req/s)",
+        ("order_read_beside_login", "beside_requests_per_second"),
+        ("login", RPS),
+        None,
+    ),
+    Ratio(
         "`GET /order/<id>`: gunicorn, 2 workers ÷ one waitress process",
         ("order_read_gunicorn", RPS),
         ("order_read", RPS),
         (">=", 1.7),
+    ),
+    Ratio(
+        "SQLite shop's peak RSS: at the end ÷ after the warm-up",
+        ("soak", "peak_rss_growth"),
+        None,
+        ("<=", 1.1),
     ),
     Ratio(
         "`GET /order/<id>` ÷ naive Flask stack",
@@ -123,11 +151,28 @@ def summarize(measurements: list[Measurement]) -> dict[str, dict[str, Any]]:
             "failed": sum(m.failed for m in rounds),
             "flows_per_second": statistics.median(m.flows_per_second for m in rounds),
             "others_cpu_share": max(m.others_cpu_share for m in rounds),
+            "beside_requests_per_second": _median_of(
+                [m.beside_requests_per_second for m in rounds]
+            ),
         }
     raw = summaries.get("raw_wsgi", {}).get(RPS)
     for summary in summaries.values():
         summary["of_raw_wsgi"] = summary[RPS] / raw if raw else None
     return summaries
+
+
+def _median_of(values: list[float | None]) -> float | None:
+    present = [value for value in values if value is not None]
+    return statistics.median(present) if present else None
+
+
+def add_growth(summaries: dict[str, dict[str, Any]], shop_memory: Mapping[str, float]) -> None:
+    """The soak's summary gains the SQLite shop's requests and peak RSS since its warm-up."""
+    summaries[SOAK.name].update(
+        requests_after_warm_up=shop_memory["requests_after_warm_up"],
+        peak_rss_after_warm_up_mib=shop_memory["peak_rss_after_warm_up_mib"],
+        peak_rss_growth=shop_memory["peak_rss_mib"] / shop_memory["peak_rss_after_warm_up_mib"],
+    )
 
 
 def ratios(summaries: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -170,12 +215,27 @@ def markdown(
             f"| {'—' if of_raw is None else f'{of_raw:.2f}'} | {summary['failed']} "
             f"| {summary['others_cpu_share']:.0%} |"
         )
+    notes = []
     if "pay_flow" in summaries:
-        lines += [
-            "",
+        notes.append(
             f"The pay flow completed {count(summaries['pay_flow']['flows_per_second'])} "
-            "flows/s (a flow is two requests: place, then pay).",
-        ]
+            "flows/s (a flow is two requests: place, then pay)."
+        )
+    beside = summaries.get("order_read_beside_login", {}).get("beside_requests_per_second")
+    if beside is not None:
+        notes.append(
+            f"Beside the reads, logins ran at {count(beside)} req/s; that row's CPU per "
+            "request counts both loads' requests."
+        )
+    if "peak_rss_growth" in summaries.get(SOAK.name, {}):
+        soak = summaries[SOAK.name]
+        notes.append(
+            f"From its warm-up to the end of the soak, the SQLite shop served "
+            f"{count(soak['requests_after_warm_up'])} requests; its peak RSS went from "
+            f"{soak['peak_rss_after_warm_up_mib']:.1f} to {soak['peak_rss_mib']:.1f} MiB."
+        )
+    if notes:
+        lines += ["", *notes]
     if found:
         lines += ["", "| ratio (issue #11) | this run | target | |", "|---|---:|---:|---|"]
         for ratio in found:

@@ -16,6 +16,7 @@ of every case also writes it into ``docs/performance.md`` and the measurements i
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import random
@@ -23,11 +24,13 @@ import resource
 import secrets
 import shutil
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -38,7 +41,16 @@ import psycopg
 
 from app.kit.pagination import encode_cursor
 from bench import report
-from bench.cases import CASES, SERVERS, Case, Fixture
+from bench.cases import (
+    CASES,
+    SERVERS,
+    SMALL_SHOP_ORDERS,
+    SOAK,
+    SOAK_MOST_SECONDS,
+    SOAK_REQUESTS,
+    Case,
+    Fixture,
+)
 from bench.load import ensure_wrk, run_wrk
 from bench.seed import READER, WRITER, reader_order_ids, seed, username
 from bench.servers import ROOT, WAITRESS_THREADS, Server, machine_busy_seconds
@@ -57,6 +69,7 @@ READ_SAMPLE = 1000
 """How many of the reader's order ids ``GET /order/<id>`` picks among."""
 PACKAGES = ("waitress", "flask", "flask-restful", "flask-jwt-extended", "sqlalchemy", "pydantic")
 PEER_PACKAGES = ("fastapi", "uvicorn", "uvloop", "httptools", "flask-sqlalchemy")
+CASE_NAMED = {case.name: case for case in CASES}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -96,6 +109,13 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         help="a database to make (and drop) three schemas in "
         "(default: $MICROSHOP_BENCH_POSTGRES_URL, else %(default)s)",
     )
+    parser.add_argument(
+        "--soak-requests",
+        type=int,
+        help="after the rounds, read orders until the SQLite shop has served this many "
+        f"requests since its warm-up (default: {SOAK_REQUESTS} in a run of every case, "
+        "else 0: no soak); needs the order_read case",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder and logs")
     return parser.parse_args(argv)
 
@@ -117,6 +137,9 @@ def _run(options: argparse.Namespace, cases: list[Case], folder: Path) -> None:
     envs = {"shop": shop_environment(folder / "sqlite", secret)}
     envs["shop_gunicorn"] = envs["shop"]  # the same shop, served by gunicorn's workers
     seeding = {"sqlite": _seed(envs["shop"], options.users, options.orders)}
+    if any(case.server == "shop_small" for case in cases):
+        envs["shop_small"] = shop_environment(folder / "small", secret)
+        seeding["sqlite_small"] = _seed(envs["shop_small"], options.users, SMALL_SHOP_ORDERS)
     with ExitStack() as stack:
         if any(case.server == "shop_postgres" for case in cases):
             postgres_env = _postgres_shop(stack, options.postgres_url, folder / "postgres", secret)
@@ -130,11 +153,17 @@ def _run(options: argparse.Namespace, cases: list[Case], folder: Path) -> None:
         for case in cases:
             _warm_up(case, servers[case.server], fixture)
         rss_warm = {name: server.rss_kib() for name, server in servers.items()}
+        peak_warm = servers["shop"].peak_rss_kib()
         measurements = [
             _measure(case, number, servers[case.server], fixture, options.seconds)
             for number in range(1, options.rounds + 1)
             for case in cases
         ]
+        served = sum(m.requests + m.beside_requests for m in measurements if m.server == "shop")
+        soak = _soak(options, cases, measurements, servers["shop"], fixture, served)
+        if soak is not None:
+            measurements.append(soak)
+            served += soak.requests
         memory = {
             name: {
                 "rss_after_warm_up_mib": rss_warm[name] / 1024,
@@ -143,7 +172,12 @@ def _run(options: argparse.Namespace, cases: list[Case], folder: Path) -> None:
             }
             for name, server in servers.items()
         }
+        memory["shop"].update(
+            peak_rss_after_warm_up_mib=peak_warm / 1024, requests_after_warm_up=served
+        )
     summaries = report.summarize(measurements)
+    if soak is not None:
+        report.add_growth(summaries, memory["shop"])
     found = report.ratios(summaries)
     machine = _machine(options.postgres_url if "postgresql" in seeding else None)
     table = report.markdown(summaries, found, _header(options, started, commit, seeding, machine))
@@ -219,18 +253,22 @@ def _seed(env: dict[str, str], users: int, orders: int) -> dict[str, Any]:
 
 def _fixture(shop_url: str, envs: dict[str, dict[str, str]]) -> Fixture:
     ids = reader_order_ids(database_urls(envs["shop"])["order"])
-    postgres_ids = (
-        reader_order_ids(database_urls(envs["shop_postgres"])["order"])
-        if "shop_postgres" in envs
-        else []
-    )
+    others = {
+        name: reader_order_ids(database_urls(envs[name])["order"]) if name in envs else []
+        for name in ("shop_postgres", "shop_small")
+    }
     sample = random.Random(5)
+
+    def reads(found: list[int]) -> list[int]:
+        return sample.sample(found, min(READ_SAMPLE, len(found)))
+
     return Fixture(
         reader_token=login(shop_url, username(READER)),
         writer_token=login(shop_url, username(WRITER)),
-        reader_ids=sample.sample(ids, min(READ_SAMPLE, len(ids))),
+        reader_ids=reads(ids),
         deep_cursor=encode_cursor(ids[min(20, len(ids) - 1)]),
-        postgres_reader_ids=sample.sample(postgres_ids, min(READ_SAMPLE, len(postgres_ids))),
+        postgres_reader_ids=reads(others["shop_postgres"]),
+        small_reader_ids=reads(others["shop_small"]),
     )
 
 
@@ -244,6 +282,27 @@ def _warm_up(case: Case, server: Server, fixture: Fixture) -> None:
         raise SystemExit(f"bench: {case.name} failed {load.failed} of {load.requests}:\n{tail}")
 
 
+def _soak(
+    options: argparse.Namespace,
+    cases: list[Case],
+    measurements: list[report.Measurement],
+    shop: Server,
+    fixture: Fixture,
+    served: int,
+) -> report.Measurement | None:
+    """``SOAK``, for as long as the order reads of the rounds say the SQLite shop needs to
+    have served ``--soak-requests`` since its warm-up; None when the run skips it."""
+    wanted = options.soak_requests
+    if wanted is None:
+        wanted = SOAK_REQUESTS if options.cases is None else 0
+    rates = [m.requests_per_second for m in measurements if m.case == "order_read"]
+    if wanted <= served or not rates:
+        return None
+    seconds = min(SOAK_MOST_SECONDS, math.ceil((wanted - served) / statistics.median(rates)))
+    print(f"bench: soak of {seconds} s, {served} requests served so far", file=sys.stderr)
+    return _measure(SOAK, 1, shop, fixture, seconds)
+
+
 def _cpu_clocks(server: Server) -> tuple[float, float, float]:
     """CPU seconds so far of the server, of wrk (this process's finished children), and of
     the whole machine."""
@@ -254,26 +313,43 @@ def _cpu_clocks(server: Server) -> tuple[float, float, float]:
 def _measure(
     case: Case, number: int, server: Server, fixture: Fixture, seconds: int
 ) -> report.Measurement:
+    """One run of ``case`` (and of the case beside it, on the same server at once)."""
     before = _cpu_clocks(server)
-    load = run_wrk(
-        server.url, case.wrk_args(fixture), seconds=seconds, connections=case.connections
-    )
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        beside = None
+        if case.beside is not None:
+            other = CASE_NAMED[case.beside]
+            beside = pool.submit(
+                run_wrk,
+                server.url,
+                other.wrk_args(fixture),
+                seconds=seconds,
+                connections=other.connections,
+            )
+        load = run_wrk(
+            server.url, case.wrk_args(fixture), seconds=seconds, connections=case.connections
+        )
+        beside_load = beside.result() if beside is not None else None
+    beside_requests = beside_load.requests if beside_load else 0
     cpu, wrk, machine = (
         after - then for after, then in zip(_cpu_clocks(server), before, strict=True)
     )
     measurement = report.Measurement(
         case=case.name,
+        server=case.server,
         round=number,
         requests=load.requests,
         seconds=load.seconds,
         requests_per_second=load.requests_per_second,
         p50_ms=load.p50_ms,
         p99_ms=load.p99_ms,
-        cpu_us_per_request=cpu * 1e6 / max(load.requests, 1),
+        cpu_us_per_request=cpu * 1e6 / max(load.requests + beside_requests, 1),
         peak_rss_mib=server.peak_rss_kib() / 1024,
-        failed=load.failed,
+        failed=load.failed + (beside_load.failed if beside_load else 0),
         flows_per_second=load.flows / load.seconds,
         others_cpu_share=max(0.0, machine - cpu - wrk) / (load.seconds * (os.cpu_count() or 1)),
+        beside_requests=beside_requests,
+        beside_requests_per_second=beside_load.requests_per_second if beside_load else None,
     )
     print(
         f"round {number} {case.name:20} {measurement.requests_per_second:8.0f} req/s  "
@@ -337,11 +413,16 @@ def _header(
         f"{options.seconds} s per case, interleaved; wrk -t2 -c8 (login -c4); "
         "production settings.",
     ]
-    for database, name in (("sqlite", "SQLite"), ("postgresql", "PostgreSQL")):
+    shops = (
+        ("sqlite", "sqlite", "SQLite"),
+        ("sqlite_small", "sqlite", "SQLite, the small shop"),
+        ("postgresql", "postgresql", "PostgreSQL"),
+    )
+    for database, engine, name in shops:
         if database in seeding:
             counts = seeding[database]
             lines.append(
-                f"{name} {machine[database]}: {report.count(counts['users'])} users, "
+                f"{name} {machine[engine]}: {report.count(counts['users'])} users, "
                 f"{report.count(counts['orders'])} orders, "
                 f"{report.count(counts['payments'])} payments "
                 f"(seeded in {counts['seconds']:.0f} s)."
