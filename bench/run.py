@@ -1,6 +1,6 @@
 """``make bench``: microshop against the raw WSGI limit and its peers, in one run.
 
-    .venv/bin/python -m bench.run                                  # the full run, ~5 minutes
+    .venv/bin/python -m bench.run                                  # the full run, 10-13 minutes
     .venv/bin/python -m bench.run --cases order_read,fastapi_read  # some cases only
     .venv/bin/python -m bench.run --seconds 1 --rounds 1 --orders 20000   # a quick look
 
