@@ -45,6 +45,7 @@ from sqlalchemy import func, select
 
 from app.kit.auth import verified_claims
 from app.kit.service import parts_of
+from app.runtime.batched_log import BatchingStreamHandler
 
 if TYPE_CHECKING:
     from app.kit.database import Database
@@ -140,15 +141,16 @@ def configure_logging() -> None:
     platform's lines, the services' and waitress's all come out as JSON. waitress warns
     "Task queue depth is N" for every request that waits for a thread, which under load
     is nearly every request (a tenth of a request's CPU in a profile of ``/healthz``):
-    that one passes at most once a minute. Calling it again, as every app built in one
-    process does, changes nothing."""
+    that one passes at most once a minute. The handler writes its lines in batches
+    (``BatchingStreamHandler``), warnings and errors at once. Calling it again, as every
+    app built in one process does, changes nothing."""
     with _configure_lock:
         microshop = logging.getLogger("microshop")
         if microshop.level == logging.NOTSET:
             microshop.setLevel(logging.INFO)
         root = logging.getLogger()
         if not root.handlers:
-            handler = logging.StreamHandler()  # sys.stderr
+            handler = BatchingStreamHandler()  # sys.stderr
             handler.setFormatter(JsonFormatter())
             root.addHandler(handler)
             logging.getLogger(WAITRESS_QUEUE).addFilter(AtMostEvery(QUEUE_WARNING_SECONDS))

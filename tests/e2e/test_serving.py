@@ -142,10 +142,12 @@ def test_a_body_over_the_servers_limit_gets_the_json_envelope(served: Server):
 
 def test_serve_logs_where_it_listens(served: Server):
     port = served.url.rsplit(":", 1)[1]
-    logged = [
-        json.loads(line) for line in served.log.read_text().splitlines() if line.startswith("{")
-    ]
-    assert f"serving on http://127.0.0.1:{port}" in [line["message"] for line in logged]
+
+    def messages() -> list[str]:  # INFO lines are written within 0.2 s
+        text = served.log.read_text()
+        return [json.loads(line)["message"] for line in text.splitlines() if line.startswith("{")]
+
+    assert wait_for(lambda: f"serving on http://127.0.0.1:{port}" in messages(), 2)
 
 
 def test_a_spoofed_forwarded_for_does_not_escape_the_login_limit(served: Server):

@@ -410,12 +410,17 @@ def test_nginx_passes_the_request_id_on_and_answers_its_own_errors_in_json(split
         headers={**headers, "X-Request-ID": request_id},
     )
     assert paid.headers["X-Request-ID"] == request_id
-    order_logs = "".join(server.log.read_text() for server in split.copies["order"])
-    logged = [json.loads(line) for line in order_logs.splitlines() if line.startswith("{")]
-    assert request_id in {line.get("request_id") for line in logged}  # the payment's call
+
+    def logged_request_ids() -> set[str]:  # a copy writes its INFO lines within 0.2 s
+        order_logs = "".join(server.log.read_text() for server in split.copies["order"])
+        logged = [json.loads(line) for line in order_logs.splitlines() if line.startswith("{")]
+        return {line.get("request_id") for line in logged}
+
+    assert wait_for(lambda: request_id in logged_request_ids(), 2)  # the payment's call
 
     fresh = httpx.get(f"{split.url}/order/", headers=headers).headers["X-Request-ID"]
     assert re.fullmatch(r"[0-9a-f]{32}", fresh)
+    assert wait_for(lambda: fresh in logged_request_ids(), 2)
     answered = {server.url for server in split.copies["order"] if fresh in server.log.read_text()}
     assert len(answered) == 1  # nginx's id is the one the copy logged
 

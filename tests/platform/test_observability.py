@@ -33,6 +33,7 @@ from werkzeug.test import Client
 
 from app.kit.database import utcnow
 from app.kit.service import parts_of
+from app.runtime.batched_log import BatchingStreamHandler
 from app.runtime.composition import Application, create_application
 from app.runtime.observability import (
     QUEUE_WARNING_SECONDS,
@@ -348,6 +349,7 @@ def test_logging_is_configured_once_per_process():
         for _ in range(3):
             configure_logging()
         assert len(root.handlers) == 1
+        assert isinstance(root.handlers[0], BatchingStreamHandler)
         assert isinstance(root.handlers[0].formatter, JsonFormatter)
         assert logging.getLogger("microshop.access").isEnabledFor(logging.INFO)
     finally:
