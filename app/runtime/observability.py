@@ -87,7 +87,8 @@ class JsonFormatter(logging.Formatter):
         if has_request_context():  # a record logged while a request is being answered
             if "request_id" not in entry and g.get("request_id"):
                 entry["request_id"] = g.get("request_id")
-            entry.setdefault("service", _service_of(current_app))
+            if "service" not in entry:
+                entry["service"] = _service_of(current_app)
         if record.exc_info:
             entry["traceback"] = self.formatException(record.exc_info)
         elif record.exc_text:
