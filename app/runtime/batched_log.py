@@ -22,6 +22,7 @@ warning and error is already written.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -75,6 +76,7 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         with self.lock:  # type: ignore[union-attr]
             self._closed = True
             self._pending.set()
+        _handlers.discard(self)
         try:
             self.flush()
         finally:
@@ -103,7 +105,9 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
 def _flush_before_fork() -> None:
     """A child must not write its parent's kept lines a second time."""
     for handler in list(_handlers):
-        handler.flush()
+        # a stream closed under its handler is passed over, as logging.shutdown does
+        with contextlib.suppress(OSError, ValueError):
+            handler.flush()
 
 
 os.register_at_fork(before=_flush_before_fork)

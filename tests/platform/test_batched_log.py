@@ -98,3 +98,16 @@ def test_a_quiet_handler_does_not_write(handler: BatchingStreamHandler, stream: 
     assert wait_for(lambda: stream.getvalue() == "once\n", 2)
     time.sleep(3 * FLUSH_SECONDS)
     assert stream.getvalue() == "once\n"
+
+
+def test_a_fork_beside_a_handler_whose_stream_was_closed_goes_on(tmp_path: Path):
+    """A host may close a stream under a handler it dropped: forking must not fail."""
+    stream = (tmp_path / "gone").open("w")
+    handler = BatchingStreamHandler(stream, flush_seconds=3600)
+    handler.handle(record("kept"))
+    stream.close()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child's coverage is not collected
+        os._exit(0)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
