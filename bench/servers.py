@@ -121,12 +121,17 @@ class Server:
 
     def cpu_seconds(self) -> float:
         """User and system CPU time the process tree has used, all its threads together."""
-        total = 0
+        return sum(self.cpu_times())
+
+    def cpu_times(self) -> tuple[float, float]:
+        """The process tree's user and its system CPU time, apart."""
+        user = system = 0
         for pid in self._tree():
             stat = Path(f"/proc/{pid}/stat").read_text()
             fields = stat[stat.rindex(")") + 2 :].split()
-            total += int(fields[11]) + int(fields[12])
-        return total / CLOCK_TICKS
+            user += int(fields[11])
+            system += int(fields[12])
+        return user / CLOCK_TICKS, system / CLOCK_TICKS
 
     def rss_kib(self) -> int:
         """VmRSS: the memory the process tree holds now."""
