@@ -20,7 +20,7 @@ def fresh_id() -> str:
 
     An id names a request in the logs; it is not a secret, so it comes from ``random``
     (which a forked worker reseeds) rather than from the kernel: under waitress, the
-    ``getrandom`` call of ``os.urandom`` per request cost 8% of ``/healthz``'s CPU
+    ``getrandom`` call of ``os.urandom`` per request cost 9% of ``/healthz``'s CPU
     (docs/performance.md)."""
     return f"{random.getrandbits(128):032x}"
 

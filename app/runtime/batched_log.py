@@ -6,7 +6,7 @@
 An access line per request, written and flushed as it comes, is a system call per
 request made while holding the handler's lock: under waitress's threads that is a GIL
 hand-off and a lock queue on every request (docs/performance.md measured it at about
-a tenth of ``/healthz``'s CPU). This handler keeps the formatted lines in memory and
+a sixth of ``/healthz``'s CPU). This handler keeps the formatted lines in memory and
 writes them together, like nginx's ``access_log … buffer= flush=``:
 
 - at most ``flush_seconds`` after the first line of a batch (a thread of the handler's
