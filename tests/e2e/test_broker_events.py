@@ -271,7 +271,11 @@ def threads_of(pid: int) -> list[int]:
 
 
 def blocks(pid: int, thread: int, signum: int) -> bool:
-    """Whether the thread has ``signum`` in its signal mask (Linux's /proc)."""
-    status = Path(f"/proc/{pid}/task/{thread}/status").read_text()
+    """Whether the thread has ``signum`` in its signal mask (Linux's /proc); a thread that
+    ended since it was listed takes no signal either."""
+    try:
+        status = Path(f"/proc/{pid}/task/{thread}/status").read_text()
+    except FileNotFoundError:
+        return True
     mask = next(line.split()[1] for line in status.splitlines() if line.startswith("SigBlk:"))
     return bool(int(mask, 16) >> (signum - 1) & 1)
