@@ -41,7 +41,7 @@ class OrderItem(Resource):
     def get(self, order_id: int) -> Response:
         """One order, for its owner or an admin."""
         with unit_of_work(readonly=True) as session:
-            return ok(OrderOut.of(service.owned_order(session, current_caller(), order_id)))
+            return ok(OrderOut.of(service.view_order(session, current_caller(), order_id)))
 
     @operation(responses={200: OrderOut}, errors=(403, 404, 422))
     def delete(self, order_id: int) -> Response:
@@ -57,4 +57,4 @@ class InternalOrder(Resource):
     def get(self, order_id: int) -> Response:
         """What another service may know of an order: owner, amount, currency, status."""
         with unit_of_work(readonly=True) as session:
-            return ok(OrderFacts.of(service.find_order(session, order_id)))
+            return ok(OrderFacts.of(service.read_order(session, order_id)))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from typing import Any
+
+from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
 from app.kit.auth import Caller
-from app.kit.database import utcnow
+from app.kit.database import read_row, utcnow
 from app.kit.errors import Forbidden, NotFound
 from app.kit.pagination import Page, keyset_page
 from app.kit.topics import OrderCancelled
@@ -58,14 +60,33 @@ def find_order(session: Session, order_id: int, *, for_update: bool = False) -> 
     return order
 
 
+def read_order(session: Session, order_id: int) -> Row[Any]:
+    """The order as stored, for a read that only answers it (``read_row``)."""
+    order = read_row(session, Order, order_id)
+    if order is None:
+        raise NotFound("order")
+    return order
+
+
 def owned_order(
     session: Session, caller: Caller, order_id: int, *, for_update: bool = False
 ) -> Order:
     """The order, if the caller owns it or is an admin (403 otherwise, 404 if none)."""
     order = find_order(session, order_id, for_update=for_update)
-    if order.userid != caller.id and not caller.is_admin:
-        raise Forbidden("this order is not yours")
+    _check_owner(order.userid, caller)
     return order
+
+
+def view_order(session: Session, caller: Caller, order_id: int) -> Row[Any]:
+    """``owned_order`` for a read: the order as stored (``read_row``)."""
+    order = read_order(session, order_id)
+    _check_owner(order.userid, caller)
+    return order
+
+
+def _check_owner(owner: int, caller: Caller) -> None:
+    if owner != caller.id and not caller.is_admin:
+        raise Forbidden("this order is not yours")
 
 
 def cancel_order(session: Session, caller: Caller, order_id: int) -> Order:

@@ -77,7 +77,7 @@ class PaymentItem(Resource):
     def get(self, payment_id: int) -> Response:
         """One payment, for its payer or an admin."""
         with unit_of_work(readonly=True) as session:
-            return ok(PaymentOut.of(service.visible_payment(session, current_caller(), payment_id)))
+            return ok(PaymentOut.of(service.view_payment(session, current_caller(), payment_id)))
 
 
 class PaymentRefunds(Resource):

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Row, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.kit.auth import Caller
-from app.kit.database import utcnow
+from app.kit.database import read_row, utcnow
 from app.kit.errors import Forbidden, NotFound
 from app.kit.pagination import Page, keyset_page
 from app.kit.topics import PaymentRefunded, PaymentSucceeded
@@ -157,11 +158,27 @@ def fail_payment(session: Session, payment_id: int, reason: str) -> Payment:
 def visible_payment(session: Session, caller: Caller, payment_id: int) -> Payment:
     """A payment, for its payer or an admin (403 otherwise, 404 if none)."""
     payment = session.get(Payment, payment_id)
-    if payment is None or payment.status is PaymentStatus.PROCESSING:
+    if payment is None:
+        raise NotFound("payment")
+    _check_visible(payment, caller)
+    return payment
+
+
+def view_payment(session: Session, caller: Caller, payment_id: int) -> Row[Any]:
+    """``visible_payment`` for a read: the payment as stored (``read_row``)."""
+    payment = read_row(session, Payment, payment_id)
+    if payment is None:
+        raise NotFound("payment")
+    _check_visible(payment, caller)
+    return payment
+
+
+def _check_visible(payment: Payment | Row[Any], caller: Caller) -> None:
+    """404 for a payment still being charged; 403 for another's, unless an admin."""
+    if payment.status is PaymentStatus.PROCESSING:
         raise NotFound("payment")
     if payment.userid != caller.id and not caller.is_admin:
         raise Forbidden("this payment is not yours")
-    return payment
 
 
 def list_payments(session: Session, caller: Caller, query: PaymentQuery) -> Page[Payment]:

@@ -26,6 +26,7 @@ carries no secrets.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -38,10 +39,15 @@ from sqlalchemy import (
     Engine,
     Enum,
     MetaData,
+    Row,
+    Select,
+    Table,
     TypeDecorator,
+    bindparam,
     create_engine,
     event,
     inspect,
+    select,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect, ExceptionContext, make_url
@@ -146,6 +152,25 @@ def missing_table(error: DBAPIError, dialect: str) -> bool:
     if dialect in MYSQL_DIALECTS:
         return bool(original.args) and original.args[0] == MYSQL_NO_SUCH_TABLE
     return False
+
+
+def read_row(session: Session, model: type[Any], row_id: int) -> Row[Any] | None:
+    """``model``'s row with primary key ``row_id`` as the database holds it; None if none.
+
+    For a request that only reads the row to answer it: ``Session.get`` builds an instance,
+    tracks its changes and keeps it in the identity map, which such a request never uses;
+    without it, ``GET /order/<id>`` made 1.21x the requests under waitress at 0.83x the
+    CPU (docs/performance.md). The row reads like the instance (``row.status``,
+    ``row.created_at``, the same types), so a ``ResponseModel`` takes either."""
+    statement = _by_primary_key(model.__table__)
+    return session.connection().execute(statement, {"row_id": row_id}).first()
+
+
+@functools.cache
+def _by_primary_key(table: Table) -> Select[Any]:
+    """One statement per table, made once."""
+    (key,) = table.primary_key.columns
+    return select(table).where(key == bindparam("row_id"))
 
 
 def status_type(statuses: type[StrEnum], *, length: int) -> Enum:

@@ -91,6 +91,23 @@ def test_only_the_owner_or_an_admin_reaches_an_order(session: Session):
         service.owned_order(session, ALICE, order.id + 1)
 
 
+def test_a_read_of_an_order_sees_it_as_stored_under_the_same_rules(session: Session):
+    order = service.place_order(session, ALICE, new_order())
+    session.flush()
+    for caller in (ALICE, ADMIN):
+        row = service.view_order(session, caller, order.id)
+        assert (row.id, row.userid, row.status, row.created_at) == (
+            order.id,
+            order.userid,
+            order.status,
+            order.created_at,
+        )
+    with pytest.raises(Forbidden):
+        service.view_order(session, BOB, order.id)
+    with pytest.raises(NotFound):
+        service.view_order(session, ALICE, order.id + 1)
+
+
 def test_an_order_for_someone_else_is_refused(session: Session):
     with pytest.raises(Forbidden):
         service.place_order(session, ALICE, new_order(userid=str(BOB.id)))

@@ -250,6 +250,25 @@ def test_only_the_payer_or_an_admin_sees_a_payment(session: Session):
         service.visible_payment(session, ADMIN, payment.id + 1)
 
 
+def test_a_read_of_a_payment_sees_it_as_stored_under_the_same_rules(session: Session):
+    payment = paid(session)
+    for caller in (ALICE, ADMIN):
+        row = service.view_payment(session, caller, payment.id)
+        assert (row.id, row.userid, row.status, row.amount_minor) == (
+            payment.id,
+            payment.userid,
+            payment.status,
+            payment.amount_minor,
+        )
+    with pytest.raises(Forbidden):
+        service.view_payment(session, BOB, payment.id)
+    with pytest.raises(NotFound):
+        service.view_payment(session, ADMIN, payment.id + 1)
+    processing = reserved(session, 2)
+    with pytest.raises(NotFound):
+        service.view_payment(session, ALICE, processing.id)
+
+
 def test_a_failed_payment_stays_visible_to_its_payer(session: Session):
     payment = failed(session)
     assert service.visible_payment(session, ALICE, payment.id) is payment

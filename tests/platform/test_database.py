@@ -20,7 +20,7 @@ from support import (
     scratch_databases,
 )
 
-from app.kit.database import Database, DatabaseNotReady, UTCDateTime
+from app.kit.database import Database, DatabaseNotReady, UTCDateTime, read_row
 from app.settings import normalize_url
 
 pytestmark = pytest.mark.backends(*DATABASE_BACKENDS)
@@ -292,3 +292,27 @@ def test_the_api_gives_the_time_it_stored(shop: Shop):
     read = shop.orders.get(f"/{placed['id']}", headers=alice.headers).json["data"]
     assert read["created_at"] == placed["created_at"]
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", read["created_at"])
+
+
+def test_a_row_read_as_stored_reads_like_the_instance(database: Database):
+    """``read_row``: what a read-only request answers from, without the ORM's instance."""
+    at = datetime(2026, 12, 1, 10, 0, 0, 123456, tzinfo=UTC)
+    with database.unit_of_work() as session:
+        session.add(Stamp(key="row", at=at))
+    with database.unit_of_work(readonly=True) as session:
+        stamp_id = session.scalars(select(Stamp.id).where(Stamp.key == "row")).one()
+        row = read_row(session, Stamp, stamp_id)
+        instance = session.get(Stamp, stamp_id)
+        assert row is not None
+        assert instance is not None
+        assert (
+            (row.id, row.key, row.at)
+            == (instance.id, instance.key, instance.at)
+            == (
+                stamp_id,
+                "row",
+                at,
+            )
+        )
+        assert row.at.tzinfo is UTC  # the column's type applied, as for the instance
+        assert read_row(session, Stamp, stamp_id + 1000) is None
