@@ -25,12 +25,12 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.kit.pagination import encode_cursor
 from bench.cases import CASES, SERVERS, Case, Fixture
 from bench.load import ensure_wrk, run_wrk
-from bench.seed import READER, WRITER, reader_order_ids, seed, username
+from bench.run import make_fixture
+from bench.seed import seed
 from bench.servers import ROOT, Server
-from bench.shop import database_urls, login, migrate, shop_environment
+from bench.shop import database_urls, migrate, shop_environment
 
 COMPARABLE = [case for case in CASES if case.server == "shop" and case.beside is None]
 """The cases of one SQLite shop: what a change to microshop's own code moves."""
@@ -75,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 )
             )
             servers[version] = server
-            fixtures[version] = _fixture(server.url, env)
+            fixtures[version] = make_fixture(server.url, {"shop": env})
         samples = _rounds(cases, servers, fixtures, options.rounds, options.seconds)
     print(
         f"base {options.base} against the work tree: {options.rounds} rounds of "
@@ -113,18 +113,6 @@ def _worktree(commit: str, path: Path) -> Iterator[Path]:
         yield path
     finally:
         subprocess.run([*git, "worktree", "remove", "--force", str(path)], check=True)
-
-
-def _fixture(url: str, env: Mapping[str, str]) -> Fixture:
-    ids = reader_order_ids(database_urls(env)["order"])
-    return Fixture(
-        reader_token=login(url, username(READER)),
-        writer_token=login(url, username(WRITER)),
-        reader_ids=ids[:1000],
-        deep_cursor=encode_cursor(ids[min(20, len(ids) - 1)]),
-        postgres_reader_ids=[],
-        small_reader_ids=[],
-    )
 
 
 def _rounds(

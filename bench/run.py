@@ -149,7 +149,7 @@ def _run(options: argparse.Namespace, cases: list[Case], folder: Path) -> None:
                 envs["shop_postgres"] = postgres_env
                 seeding["postgresql"] = _seed(postgres_env, options.users, options.postgres_orders)
         servers = _start_servers(stack, cases, envs, folder)
-        fixture = _fixture(servers["shop"].url, envs)
+        fixture = make_fixture(servers["shop"].url, envs)
         for case in cases:  # and the cases run beside them: argon2id's memory is in the peak
             for warmed in (case, *([CASE_NAMED[case.beside]] if case.beside else [])):
                 _warm_up(warmed, servers[case.server], fixture)
@@ -252,7 +252,9 @@ def _seed(env: dict[str, str], users: int, orders: int) -> dict[str, Any]:
     }
 
 
-def _fixture(shop_url: str, envs: dict[str, dict[str, str]]) -> Fixture:
+def make_fixture(shop_url: str, envs: dict[str, dict[str, str]]) -> Fixture:
+    """Tokens and order ids from the seeded shops in ``envs`` (``shop``, and
+    ``shop_postgres`` and ``shop_small`` when they run)."""
     ids = reader_order_ids(database_urls(envs["shop"])["order"])
     others = {
         name: reader_order_ids(database_urls(envs[name])["order"]) if name in envs else []
