@@ -27,7 +27,7 @@ from pathlib import Path
 
 from bench.cases import CASES, SERVERS, Case, Fixture
 from bench.load import ensure_wrk, run_wrk
-from bench.run import make_fixture
+from bench.run import WARM_UP_SECONDS, make_fixture
 from bench.seed import seed
 from bench.servers import ROOT, Server
 from bench.shop import database_urls, migrate, shop_environment
@@ -35,7 +35,6 @@ from bench.shop import database_urls, migrate, shop_environment
 COMPARABLE = [case for case in CASES if case.server == "shop" and case.beside is None]
 """The cases of one SQLite shop: what a change to microshop's own code moves."""
 DEFAULT_CASES = ("healthz", "order_read")
-WARM_UP_SECONDS = 1
 
 
 @dataclass(frozen=True)
@@ -150,7 +149,7 @@ def _sample(case: Case, server: Server, fixture: Fixture, seconds: int) -> Sampl
     after = (*server.cpu_times(), _context_switches())
     if load.failed:
         raise SystemExit(f"bench: {case.name} on {server.name}: {load.failed} requests failed")
-    user, system, switches = (then - now for then, now in zip(after, before, strict=True))
+    user, system, switches = (later - earlier for later, earlier in zip(after, before, strict=True))
     requests = max(load.requests, 1)
     return Sample(
         requests_per_second=load.requests_per_second,
